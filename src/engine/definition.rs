@@ -1,0 +1,154 @@
+//! A runtime version compiled for running: jq programs compiled, schemas compiled, operations
+//! merged into steps. Built once per runtime version and cached, so no step re-reads or
+//! re-compiles its definition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::engine::error::{Error, Result};
+use crate::engine::types::Runtime;
+use crate::jq::{Program, Template};
+use crate::package::validate::effective;
+use crate::package::{Fallback, OnFailure, Package, StepKind};
+use crate::schema::{self, Validator};
+
+/// How long a webhook or model call may take when the step does not say.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Definition {
+    pub runtime: Runtime,
+    pub playbooks: HashMap<String, Arc<CompiledPlaybook>>,
+}
+
+#[derive(Debug)]
+pub struct CompiledPlaybook {
+    pub name: String,
+    pub role: Option<String>,
+    pub input_schema: Option<Value>,
+    pub input_validator: Option<Validator>,
+    pub output_validator: Option<Validator>,
+    pub output: Option<Program>,
+    pub steps: Vec<CompiledStep>,
+}
+
+#[derive(Debug)]
+pub struct CompiledStep {
+    pub name: String,
+    pub index: usize,
+    pub kind: StepKind,
+    /// The role a person must hold to answer this step's interventions.
+    pub role: Option<String>,
+    pub prompt: Option<Template>,
+    pub program: Option<Program>,
+    pub when: Option<Program>,
+    pub input: Option<Program>,
+    pub url: Option<String>,
+    pub playbook: Option<String>,
+    pub input_validator: Option<Validator>,
+    pub output_schema: Option<Value>,
+    pub output_validator: Option<Validator>,
+    pub on_failure: OnFailure,
+    pub simulated_output: Option<Value>,
+    pub timeout: Duration,
+    pub ui: Option<Value>,
+}
+
+impl CompiledStep {
+    /// Attempts in all before the fallback applies.
+    pub fn max_attempts(&self) -> u32 {
+        self.on_failure.retry.as_ref().map_or(1, |retry| retry.max_attempts.max(1))
+    }
+
+    /// The wait before attempt `next_attempt` (2, 3, …): the backoff, doubled each time.
+    pub fn backoff(&self, next_attempt: u32) -> Duration {
+        let base = self.on_failure.retry.as_ref().map_or(0, |retry| retry.backoff_ms);
+        let factor = 1u64 << next_attempt.saturating_sub(2).min(16);
+        Duration::from_millis(base.saturating_mul(factor).min(86_400_000))
+    }
+
+    pub fn fallback(&self) -> Fallback {
+        self.on_failure.then
+    }
+}
+
+impl CompiledPlaybook {
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|step| step.name == name)
+    }
+}
+
+fn compile_schema(value: Option<&Value>) -> Result<Option<Validator>> {
+    value.map(|value| schema::compile(value).map_err(Error::Internal)).transpose()
+}
+
+fn compile_program(code: Option<&str>) -> Result<Option<Program>> {
+    code.map(|code| Program::compile(code).map_err(Error::Internal)).transpose()
+}
+
+impl Definition {
+    /// Compiles a validated package. Errors here mean the package was not validated first.
+    pub fn compile(runtime: Runtime) -> Result<Definition> {
+        let package: &Package = &runtime.package;
+        let mut playbooks = HashMap::new();
+        for playbook in &package.playbooks {
+            let mut steps = Vec::with_capacity(playbook.steps.len());
+            for (index, step) in playbook.steps.iter().enumerate() {
+                let operation = step
+                    .operation
+                    .as_ref()
+                    .and_then(|name| package.operations.iter().find(|operation| &operation.name == name));
+                let implementation =
+                    effective(operation.map(|operation| &operation.implementation), &step.implementation);
+                let kind =
+                    implementation.kind.ok_or_else(|| Error::Internal(format!("step `{}` has no kind", step.name)))?;
+                let on_failure = step.on_failure.clone().unwrap_or_default();
+                steps.push(CompiledStep {
+                    name: step.name.clone(),
+                    index,
+                    kind,
+                    role: implementation.role.clone().or_else(|| playbook.role.clone()),
+                    prompt: implementation
+                        .prompt
+                        .as_deref()
+                        .map(|prompt| Template::compile(prompt).map_err(Error::Internal))
+                        .transpose()?,
+                    program: compile_program(implementation.program.as_deref())?,
+                    when: compile_program(step.when.as_deref())?,
+                    input: compile_program(step.input.as_deref())?,
+                    url: implementation.url.clone(),
+                    playbook: implementation.playbook.clone(),
+                    input_validator: compile_schema(implementation.input_schema.as_ref())?,
+                    output_validator: compile_schema(implementation.output_schema.as_ref())?,
+                    output_schema: implementation.output_schema.clone(),
+                    on_failure,
+                    simulated_output: implementation.simulated_output.clone(),
+                    timeout: implementation.timeout_ms.map_or(DEFAULT_CALL_TIMEOUT, Duration::from_millis),
+                    ui: implementation.ui.clone(),
+                });
+            }
+            playbooks.insert(
+                playbook.name.clone(),
+                Arc::new(CompiledPlaybook {
+                    name: playbook.name.clone(),
+                    role: playbook.role.clone(),
+                    input_schema: playbook.input_schema.clone(),
+                    input_validator: compile_schema(playbook.input_schema.as_ref())?,
+                    output_validator: compile_schema(playbook.output_schema.as_ref())?,
+                    output: compile_program(playbook.output.as_deref())?,
+                    steps,
+                }),
+            );
+        }
+        Ok(Definition { runtime, playbooks })
+    }
+
+    pub fn playbook(&self, name: &str) -> Result<&Arc<CompiledPlaybook>> {
+        self.playbooks
+            .get(name)
+            .ok_or_else(|| Error::PlaybookNotFound { runtime: self.runtime.id.clone(), playbook: name.to_owned() })
+    }
+}

@@ -1,0 +1,440 @@
+//! How an execution moves: a step completes, is skipped or fails; interventions are requested;
+//! child executions start and report back; the execution finishes. The worker and the steering
+//! transitions both move executions through these functions, inside a [`Tx`].
+
+use std::sync::Arc;
+
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use serde_json::{Map, Value, json};
+
+use crate::engine::definition::{CompiledPlaybook, CompiledStep};
+use crate::engine::error::{Error, Result};
+use crate::engine::records::parse;
+use crate::engine::tx::{Row, Tx, context};
+use crate::engine::types::{
+    Action, EventType, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode,
+    Principal,
+};
+use crate::package::Fallback;
+use crate::schema;
+use crate::store::entity::{execution, intervention};
+
+/// Sets the status an execution moves to, keeping it paused if a person paused it: a paused
+/// execution records progress but runs nothing until it is resumed.
+pub(crate) fn set_status(row: &mut Row, status: ExecutionStatus) {
+    let finished = status.is_finished();
+    if row.status == ExecutionStatus::Paused.as_str() && !finished {
+        row.paused_from = Some(status.as_str().to_owned());
+    } else {
+        row.status = status.as_str().to_owned();
+        if finished {
+            row.paused_from = None;
+        }
+    }
+    if status != ExecutionStatus::Running {
+        row.lease_owner = None;
+        row.lease_until = None;
+    }
+}
+
+pub(crate) fn status(row: &Row) -> Result<ExecutionStatus> {
+    parse(&row.status)
+}
+
+/// Positions the execution at the start of step `index`, with a fresh attempt.
+pub(crate) fn position(row: &mut Row, index: i32) {
+    row.current_step_index = index;
+    row.attempt = 1;
+    row.step_started = false;
+    row.gate_open = false;
+    row.wake_at = None;
+}
+
+fn steps_mut(row: &mut Row) -> &mut Map<String, Value> {
+    if !row.steps.is_object() {
+        row.steps = Value::Object(Map::new());
+    }
+    match &mut row.steps {
+        Value::Object(map) => map,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+async fn record_started(tx: &mut Tx, row: &mut Row, step: &CompiledStep) -> Result<()> {
+    if !row.step_started {
+        row.step_started = true;
+        let payload = json!({"stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str()});
+        tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
+    }
+    Ok(())
+}
+
+/// Records STEP_STARTED for a step whose work happens outside the transaction (a webhook or
+/// model call), so that the attempt, and with it the idempotency key, is durable first.
+pub(crate) async fn start_step(tx: &mut Tx, row: &mut Row, step: &CompiledStep) -> Result<()> {
+    record_started(tx, row, step).await
+}
+
+/// The current step produced `output`: record it and move on.
+pub(crate) async fn complete_step(
+    tx: &mut Tx,
+    row: &mut Row,
+    playbook: &CompiledPlaybook,
+    step: &CompiledStep,
+    output: Value,
+    actor: &str,
+) -> Result<()> {
+    record_started(tx, row, step).await?;
+    steps_mut(row).insert(step.name.clone(), output.clone());
+    let payload = json!({"stepIndex": step.index, "attempt": row.attempt, "output": output});
+    let seq = tx.record(row, EventType::StepCompleted, actor, Some(&step.name), payload).await?;
+    advance(tx, row, playbook, seq).await
+}
+
+/// The current step is skipped, by its condition or by a person (optionally with an output).
+pub(crate) async fn skip_step(
+    tx: &mut Tx,
+    row: &mut Row,
+    playbook: &CompiledPlaybook,
+    step: &CompiledStep,
+    output: Option<Value>,
+    reason: &str,
+    actor: &str,
+) -> Result<()> {
+    if let Some(output) = &output {
+        steps_mut(row).insert(step.name.clone(), output.clone());
+    }
+    let payload = json!({"stepIndex": step.index, "reason": reason, "output": output});
+    let seq = tx.record(row, EventType::StepSkipped, actor, Some(&step.name), payload).await?;
+    advance(tx, row, playbook, seq).await
+}
+
+async fn advance(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, seq: i64) -> Result<()> {
+    position(row, row.current_step_index + 1);
+    let next = playbook.steps.get(row.current_step_index as usize).map(|step| step.name.as_str());
+    tx.checkpoint(row, seq, next).await?;
+    if row.current_step_index as usize >= playbook.steps.len() {
+        Box::pin(finish(tx, row, playbook)).await
+    } else {
+        set_status(row, ExecutionStatus::Running);
+        tx.wake(&row.id);
+        Ok(())
+    }
+}
+
+/// Every step has run: compute the output, check it, complete, and tell the parent.
+pub(crate) async fn finish(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook) -> Result<()> {
+    let output = match &playbook.output {
+        Some(program) => {
+            program.one(&context(row)).map_err(|error| format!("the playbook's output program failed: {error}"))
+        }
+        None => Ok(last_output(row, playbook)),
+    };
+    let output = output.and_then(|output| match &playbook.output_validator {
+        Some(validator) => schema::validate(validator, &output).map(|()| output).map_err(|errors| {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("the output does not fit the playbook's output schema: {}", errors.join("; "))
+        }),
+        None => Ok(output),
+    });
+    match output {
+        Err(error) => fail_execution(tx, row, &error, Principal::SYSTEM).await,
+        Ok(output) => {
+            row.output = Some(output.clone());
+            row.error = None;
+            set_status(row, ExecutionStatus::Completed);
+            tx.record(row, EventType::ExecutionCompleted, Principal::SYSTEM, None, json!({"output": output})).await?;
+            if let Some(parent) = waiting_parent(tx, row).await? {
+                let (mut parent, parent_playbook) = parent;
+                let step_index = parent.current_step_index as usize;
+                let step = &parent_playbook.steps[step_index];
+                complete_step(tx, &mut parent, &parent_playbook, step, output, Principal::SYSTEM).await?;
+                tx.save(parent).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The output of the last step that produced one.
+fn last_output(row: &Row, playbook: &CompiledPlaybook) -> Value {
+    playbook.steps.iter().rev().find_map(|step| row.steps.get(&step.name).cloned()).unwrap_or(Value::Null)
+}
+
+/// The parent execution, locked, if it is still waiting on this child.
+async fn waiting_parent(tx: &mut Tx, child: &Row) -> Result<Option<(Row, Arc<CompiledPlaybook>)>> {
+    let (Some(parent_id), Some(step_index), Some(epoch)) =
+        (&child.parent_id, child.parent_step_index, child.parent_epoch)
+    else {
+        return Ok(None);
+    };
+    let parent = tx.lock_row(parent_id).await?;
+    let parent_status = status(&parent)?;
+    let waiting = parent.epoch == epoch && parent.current_step_index == step_index && !parent_status.is_finished();
+    if !waiting {
+        return Ok(None);
+    }
+    let definition = tx.engine.definition(&parent.runtime_id, parent.runtime_version).await?;
+    let playbook = definition.playbook(&parent.playbook)?.clone();
+    Ok(Some((parent, playbook)))
+}
+
+/// The current step failed: retry with backoff, or apply the step's fallback.
+pub(crate) async fn fail_step(
+    tx: &mut Tx,
+    row: &mut Row,
+    playbook: &CompiledPlaybook,
+    step: &CompiledStep,
+    error: &str,
+    actor: &str,
+) -> Result<()> {
+    record_started(tx, row, step).await?;
+    let attempt = u32::try_from(row.attempt).unwrap_or(u32::MAX);
+    let max_attempts = step.max_attempts();
+    if attempt < max_attempts {
+        let delay = step.backoff(attempt + 1);
+        let payload = json!({
+            "stepIndex": step.index, "attempt": attempt, "error": error,
+            "willRetry": true, "retryInMs": delay.as_millis() as u64,
+        });
+        tx.record(row, EventType::StepFailed, actor, Some(&step.name), payload).await?;
+        row.attempt += 1;
+        row.step_started = false;
+        row.wake_at =
+            (!delay.is_zero()).then(|| tx.now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()));
+        set_status(row, ExecutionStatus::Running);
+        tx.wake(&row.id);
+        return Ok(());
+    }
+    let payload = json!({"stepIndex": step.index, "attempt": attempt, "error": error, "willRetry": false});
+    tx.record(row, EventType::StepFailed, actor, Some(&step.name), payload).await?;
+    match step.fallback() {
+        Fallback::Fail => fail_execution(tx, row, &format!("step `{}` failed: {error}", step.name), actor).await,
+        Fallback::Human => {
+            let form = step.output_schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+            let prompt = format!(
+                "Step `{}` failed after {attempt} attempt(s): {error}. Retry it, skip it, supply its output, or abort.",
+                step.name
+            );
+            request_intervention(tx, row, playbook, step, InterventionKind::Failure, Some(prompt), form).await
+        }
+    }
+}
+
+/// The execution fails; a parent waiting on it sees its step fail.
+pub(crate) async fn fail_execution(tx: &mut Tx, row: &mut Row, error: &str, actor: &str) -> Result<()> {
+    row.error = Some(error.to_owned());
+    set_status(row, ExecutionStatus::Failed);
+    tx.cancel_interventions(&row.id).await?;
+    tx.record(row, EventType::ExecutionFailed, actor, None, json!({"error": error})).await?;
+    fail_parent_step(tx, row, &format!("child execution {} failed: {error}", row.id)).await
+}
+
+/// A child that failed or was aborted fails its parent's step, if the parent still waits on it.
+pub(crate) async fn fail_parent_step(tx: &mut Tx, child: &Row, message: &str) -> Result<()> {
+    if let Some((mut parent, playbook)) = waiting_parent(tx, child).await? {
+        let step = &playbook.steps[parent.current_step_index as usize];
+        Box::pin(fail_step(tx, &mut parent, &playbook, step, message, Principal::SYSTEM)).await?;
+        tx.save(parent).await?;
+    }
+    Ok(())
+}
+
+/// The actions a person is offered on each kind of intervention.
+fn offered(kind: InterventionKind) -> Vec<Action> {
+    match kind {
+        InterventionKind::Task | InterventionKind::Agent => {
+            vec![Action::Respond, Action::Skip, Action::Retry, Action::Abort]
+        }
+        InterventionKind::Failure => vec![Action::Retry, Action::Skip, Action::Respond, Action::Abort],
+        InterventionKind::Checkpoint => vec![Action::Respond, Action::Skip, Action::Jump, Action::Abort],
+    }
+}
+
+/// Parks the execution on a new intervention for the current step.
+pub(crate) async fn request_intervention(
+    tx: &mut Tx,
+    row: &mut Row,
+    playbook: &CompiledPlaybook,
+    step: &CompiledStep,
+    kind: InterventionKind,
+    prompt: Option<String>,
+    form_schema: Value,
+) -> Result<()> {
+    if kind != InterventionKind::Checkpoint {
+        record_started(tx, row, step).await?;
+    }
+    let id = InterventionId::new().to_string();
+    let role = step.role.clone().or_else(|| playbook.role.clone());
+    let allowed: Vec<&str> = offered(kind).into_iter().map(Action::as_str).collect();
+    let model = intervention::Model {
+        id: id.clone(),
+        execution_id: row.id.clone(),
+        runtime_id: row.runtime_id.clone(),
+        environment: row.environment.clone(),
+        step: step.name.clone(),
+        step_index: row.current_step_index,
+        epoch: row.epoch,
+        kind: kind.as_str().to_owned(),
+        status: InterventionStatus::Pending.as_str().to_owned(),
+        prompt: prompt.clone(),
+        form_schema: form_schema.clone(),
+        allowed_actions: json!(allowed),
+        role: role.clone(),
+        response: None,
+        notes: None,
+        resolved_by: None,
+        resolved_at: None,
+        created_at: tx.now,
+    };
+    intervention::Entity::insert(model.into_active_model()).exec_without_returning(&tx.db).await?;
+    let payload = json!({
+        "interventionId": id, "kind": kind.as_str(), "role": role, "prompt": prompt, "formSchema": form_schema,
+        "allowedActions": allowed,
+    });
+    tx.record(row, EventType::InterventionRequested, Principal::SYSTEM, Some(&step.name), payload).await?;
+    set_status(row, ExecutionStatus::Waiting);
+    Ok(())
+}
+
+/// What a new execution needs besides its definition.
+pub(crate) struct NewExecution<'a> {
+    pub runtime_id: &'a str,
+    pub runtime_version: i32,
+    pub environment: &'a str,
+    pub playbook: &'a CompiledPlaybook,
+    pub input: Value,
+    pub mode: Mode,
+    pub started_by: &'a str,
+    pub idempotency_key: Option<String>,
+    /// (parent row, its epoch, its step index) for a child execution.
+    pub parent: Option<(&'a str, i64, i32)>,
+}
+
+/// Inserts a new RUNNING execution with its first event and checkpoint.
+pub(crate) async fn create_execution(tx: &mut Tx, new: NewExecution<'_>) -> Result<Row> {
+    let id = ExecutionId::new().to_string();
+    let mut row = execution::Model {
+        id: id.clone(),
+        runtime_id: new.runtime_id.to_owned(),
+        runtime_version: new.runtime_version,
+        environment: new.environment.to_owned(),
+        playbook: new.playbook.name.clone(),
+        status: ExecutionStatus::Running.as_str().to_owned(),
+        mode: new.mode.as_str().to_owned(),
+        input: new.input.clone(),
+        state: json!({}),
+        steps: json!({}),
+        current_step_index: 0,
+        attempt: 1,
+        step_started: false,
+        gate_open: false,
+        wake_at: None,
+        epoch: 0,
+        output: None,
+        error: None,
+        parent_id: new.parent.map(|(parent, _, _)| parent.to_owned()),
+        parent_epoch: new.parent.map(|(_, epoch, _)| epoch),
+        parent_step_index: new.parent.map(|(_, _, step)| step),
+        paused_from: None,
+        started_by: new.started_by.to_owned(),
+        idempotency_key: new.idempotency_key,
+        last_seq: 0,
+        lease_owner: None,
+        lease_until: None,
+        created_at: tx.now,
+        updated_at: tx.now,
+    };
+    tx.insert_execution(row.clone()).await?;
+    let payload = json!({
+        "input": new.input, "mode": new.mode.as_str(), "playbook": new.playbook.name,
+        "runtime": new.runtime_id, "version": new.runtime_version, "parentId": new.parent.map(|(parent, _, _)| parent),
+    });
+    let seq = tx.record(&mut row, EventType::ExecutionStarted, new.started_by, None, payload).await?;
+    let first = new.playbook.steps.first().map(|step| step.name.as_str());
+    tx.checkpoint(&row, seq, first).await?;
+    tx.save(row.clone()).await?;
+    tx.wake(&id);
+    Ok(row)
+}
+
+/// Starts the child execution of a `playbook` step and parks the parent on it.
+pub(crate) async fn start_child(
+    tx: &mut Tx,
+    row: &mut Row,
+    step: &CompiledStep,
+    child_playbook: &CompiledPlaybook,
+    input: Value,
+) -> Result<()> {
+    let child = create_execution(
+        tx,
+        NewExecution {
+            runtime_id: &row.runtime_id,
+            runtime_version: row.runtime_version,
+            environment: &row.environment,
+            playbook: child_playbook,
+            input,
+            mode: parse(&row.mode)?,
+            started_by: Principal::SYSTEM,
+            idempotency_key: None,
+            parent: Some((&row.id, row.epoch, row.current_step_index)),
+        },
+    )
+    .await?;
+    // STEP_STARTED names the child, so the parent's history shows what it waits on.
+    row.step_started = true;
+    let payload = json!({
+        "stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str(),
+        "childExecutionId": child.id, "playbook": child_playbook.name,
+    });
+    tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
+    set_status(row, ExecutionStatus::Waiting);
+    Ok(())
+}
+
+/// Leaves the current position: pending interventions are cancelled, running children
+/// aborted, and a worker still running the old step will find its result stale.
+pub(crate) async fn leave_position(tx: &mut Tx, row: &mut Row, actor: &str) -> Result<()> {
+    tx.cancel_interventions(&row.id).await?;
+    abort_children(tx, &row.id, "the parent execution moved on", actor).await?;
+    row.epoch += 1;
+    Ok(())
+}
+
+/// Aborts every unfinished child of `parent_id`, and theirs.
+pub(crate) async fn abort_children(tx: &mut Tx, parent_id: &str, reason: &str, actor: &str) -> Result<()> {
+    let children = execution::Entity::find()
+        .filter(execution::Column::ParentId.eq(parent_id))
+        .filter(
+            execution::Column::Status.is_in(
+                [ExecutionStatus::Running, ExecutionStatus::Waiting, ExecutionStatus::Paused, ExecutionStatus::Failed]
+                    .map(ExecutionStatus::as_str),
+            ),
+        )
+        .all(&tx.db)
+        .await?;
+    for child in children {
+        let mut child = tx.lock_row(&child.id).await?;
+        abort(tx, &mut child, reason, actor).await?;
+        tx.save(child).await?;
+    }
+    Ok(())
+}
+
+/// Aborts an execution and its children.
+pub(crate) async fn abort(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {
+    tx.cancel_interventions(&row.id).await?;
+    Box::pin(abort_children(tx, &row.id.clone(), reason, actor)).await?;
+    row.epoch += 1;
+    row.error = Some(format!("aborted: {reason}"));
+    set_status(row, ExecutionStatus::Aborted);
+    tx.record(row, EventType::ExecutionAborted, actor, None, json!({"reason": reason})).await?;
+    Ok(())
+}
+
+/// The step an execution stands on, or a conflict if it has run them all.
+pub(crate) fn current_step<'p>(row: &Row, playbook: &'p CompiledPlaybook, action: Action) -> Result<&'p CompiledStep> {
+    playbook.steps.get(row.current_step_index as usize).ok_or_else(|| {
+        Error::Conflict(format!("execution {} has no current step to {}", row.id, action.as_str().to_lowercase()))
+    })
+}

@@ -1,0 +1,192 @@
+//! Steering: what a person may do to an execution. Each action is one transition, in one file,
+//! and is one history event (RESPOND adds the step it completes). The table below is the whole
+//! set of legal moves; anything else is a CONFLICT.
+
+mod abort;
+mod back;
+mod edit_state;
+mod jump;
+mod pause;
+mod respond;
+mod resume;
+mod retry;
+mod skip;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::engine::Inner;
+use crate::engine::error::{Error, Result};
+use crate::engine::progress::status;
+use crate::engine::records;
+use crate::engine::tx::Tx;
+use crate::engine::types::{Action, Execution, ExecutionId, ExecutionStatus, InterventionId, Principal};
+
+use ExecutionStatus::{Failed, Paused, Running, Waiting};
+
+/// An action with its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Answer a pending intervention; validated against its form.
+    Respond {
+        intervention_id: InterventionId,
+        response: Value,
+        notes: Option<String>,
+    },
+    /// Run the current step again.
+    Retry,
+    /// Skip the current step, optionally supplying its output (validated).
+    Skip {
+        output: Option<Value>,
+    },
+    /// Return to the previous checkpoint.
+    Back,
+    /// Go to any step, with the context of the nearest checkpoint before it.
+    Jump {
+        step: String,
+    },
+    /// Apply an RFC 7396 merge patch to `state`.
+    EditState {
+        patch: Value,
+    },
+    Pause,
+    Resume,
+    Abort {
+        reason: String,
+    },
+}
+
+impl Command {
+    pub fn action(&self) -> Action {
+        match self {
+            Command::Respond { .. } => Action::Respond,
+            Command::Retry => Action::Retry,
+            Command::Skip { .. } => Action::Skip,
+            Command::Back => Action::Back,
+            Command::Jump { .. } => Action::Jump,
+            Command::EditState { .. } => Action::EditState,
+            Command::Pause => Action::Pause,
+            Command::Resume => Action::Resume,
+            Command::Abort { .. } => Action::Abort,
+        }
+    }
+}
+
+/// The statuses from which each action is legal. A failed execution may be reopened by a move
+/// (retry, skip, back, jump) unless it is a child, whose parent has already handled the failure.
+#[rustfmt::skip]
+pub const LEGAL: &[(Action, &[ExecutionStatus])] = &[
+    (Action::Respond,   &[Waiting, Paused]),
+    (Action::Retry,     &[Running, Waiting, Paused, Failed]),
+    (Action::Skip,      &[Running, Waiting, Paused, Failed]),
+    (Action::Back,      &[Running, Waiting, Paused, Failed]),
+    (Action::Jump,      &[Running, Waiting, Paused, Failed]),
+    (Action::EditState, &[Running, Waiting, Paused, Failed]),
+    (Action::Pause,     &[Running, Waiting]),
+    (Action::Resume,    &[Paused]),
+    (Action::Abort,     &[Running, Waiting, Paused, Failed]),
+];
+
+pub fn is_legal(action: Action, status: ExecutionStatus) -> bool {
+    LEGAL.iter().any(|(legal, from)| *legal == action && from.contains(&status))
+}
+
+/// Applies one action in one transaction and returns the execution as it now stands.
+pub(crate) async fn apply(
+    engine: &Arc<Inner>,
+    principal: &Principal,
+    id: ExecutionId,
+    command: Command,
+) -> Result<Execution> {
+    let action = command.action();
+    let (mut tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
+    let current = status(&row)?;
+    let reopens_child = current == Failed
+        && row.parent_id.is_some()
+        && matches!(action, Action::Retry | Action::Skip | Action::Back | Action::Jump);
+    if !is_legal(action, current) || reopens_child {
+        return Err(Error::WrongState { id, status: current, action });
+    }
+    let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
+    let playbook = definition.playbook(&row.playbook)?.clone();
+    let actor = principal.id.as_str();
+    match command {
+        Command::Respond { intervention_id, response, notes } => {
+            respond::apply(&mut tx, &mut row, &playbook, principal, intervention_id, response, notes).await?
+        }
+        Command::Retry => retry::apply(&mut tx, &mut row, &playbook, actor).await?,
+        Command::Skip { output } => skip::apply(&mut tx, &mut row, &playbook, output, actor).await?,
+        Command::Back => back::apply(&mut tx, &mut row, &playbook, actor).await?,
+        Command::Jump { step } => jump::apply(&mut tx, &mut row, &playbook, &step, actor).await?,
+        Command::EditState { patch } => edit_state::apply(&mut tx, &mut row, patch, actor).await?,
+        Command::Pause => pause::apply(&mut tx, &mut row, current, actor).await?,
+        Command::Resume => resume::apply(&mut tx, &mut row, actor).await?,
+        Command::Abort { reason } => abort::apply(&mut tx, &mut row, &reason, actor).await?,
+    }
+    let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
+    let execution = records::execution(&row, &step_names)?;
+    tx.save(row).await?;
+    tx.commit().await?;
+    Ok(execution)
+}
+
+/// Moves that restore a checkpoint share this: the context comes back, the position moves,
+/// and the move is recorded as JUMPED with a checkpoint of its own.
+pub(crate) async fn restore(
+    tx: &mut Tx,
+    row: &mut crate::engine::tx::Row,
+    playbook: &crate::engine::definition::CompiledPlaybook,
+    checkpoint: crate::store::entity::checkpoint::Model,
+    target: i32,
+    back: bool,
+    actor: &str,
+) -> Result<()> {
+    use crate::engine::progress::{leave_position, position, set_status};
+    use crate::engine::types::EventType;
+    let from = row.current_step_index;
+    leave_position(tx, row, actor).await?;
+    row.steps = checkpoint.steps;
+    row.state = checkpoint.state;
+    row.error = None;
+    position(row, target);
+    let step = playbook.steps.get(target as usize).map(|step| step.name.clone());
+    let payload = serde_json::json!({
+        "from": playbook.steps.get(from as usize).map(|step| step.name.clone()), "fromIndex": from,
+        "to": step, "toIndex": target, "checkpointSeq": checkpoint.seq, "back": back,
+    });
+    let seq = tx.record(row, EventType::Jumped, actor, step.as_deref(), payload).await?;
+    tx.checkpoint(row, seq, step.as_deref()).await?;
+    reopen(row);
+    set_status(row, ExecutionStatus::Running);
+    tx.wake(&row.id);
+    Ok(())
+}
+
+/// A failed execution that a person moves runs again.
+pub(crate) fn reopen(row: &mut crate::engine::tx::Row) {
+    if row.status == Failed.as_str() {
+        row.status = Running.as_str().to_owned();
+        row.error = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_a_row_in_the_table() {
+        for action in Action::ALL {
+            assert!(LEGAL.iter().any(|(legal, _)| legal == action), "{action} has no row");
+        }
+    }
+
+    #[test]
+    fn finished_executions_accept_nothing_but_what_the_table_says() {
+        for action in Action::ALL {
+            assert!(!is_legal(*action, ExecutionStatus::Completed));
+            assert!(!is_legal(*action, ExecutionStatus::Aborted));
+        }
+    }
+}

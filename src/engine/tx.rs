@@ -1,0 +1,172 @@
+//! One transition = one database transaction: append the events, update the execution and
+//! intervention rows, commit, and only then publish the events and wake the workers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
+};
+use serde_json::{Value, json};
+
+use crate::engine::Inner;
+use crate::engine::error::{Error, Result};
+use crate::engine::records;
+use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionStatus};
+use crate::store::entity::{checkpoint, event, execution, intervention};
+
+pub(crate) type Row = execution::Model;
+
+pub(crate) struct Tx {
+    pub(crate) engine: Arc<Inner>,
+    pub(crate) db: DatabaseTransaction,
+    pub(crate) now: DateTime<Utc>,
+    events: Vec<Event>,
+    wake: Vec<String>,
+}
+
+impl Tx {
+    pub(crate) async fn begin(engine: &Arc<Inner>) -> Result<Tx> {
+        Ok(Tx {
+            engine: engine.clone(),
+            db: engine.store.begin().await?,
+            now: Utc::now(),
+            events: Vec::new(),
+            wake: Vec::new(),
+        })
+    }
+
+    /// Begins a transaction and locks the execution row.
+    pub(crate) async fn lock(engine: &Arc<Inner>, id: &str) -> Result<(Tx, Row)> {
+        let tx = Tx::begin(engine).await?;
+        let row = tx.lock_row(id).await?;
+        Ok((tx, row))
+    }
+
+    /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
+    /// step and attempt, and not finished. Otherwise a person moved it meanwhile, and the
+    /// worker's result is stale.
+    pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
+        let (tx, row) = Tx::lock(engine, &seen.id).await?;
+        let status: ExecutionStatus = records::parse(&row.status)?;
+        let current = row.epoch == seen.epoch
+            && row.current_step_index == seen.current_step_index
+            && row.attempt == seen.attempt
+            && matches!(status, ExecutionStatus::Running | ExecutionStatus::Paused);
+        if current {
+            Ok(Some((tx, row)))
+        } else {
+            tx.db.rollback().await?;
+            Ok(None)
+        }
+    }
+
+    /// The execution row, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL;
+    /// on SQLite the IMMEDIATE transaction already holds the write lock).
+    pub(crate) async fn lock_row(&self, id: &str) -> Result<Row> {
+        execution::Entity::find_by_id(id.to_owned()).lock(LockType::Update).one(&self.db).await?.ok_or_else(|| {
+            match id.parse::<ExecutionId>() {
+                Ok(id) => Error::ExecutionNotFound(id),
+                Err(error) => Error::BadInput(error),
+            }
+        })
+    }
+
+    /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
+    /// commit order.
+    pub(crate) async fn record(
+        &mut self,
+        row: &mut Row,
+        event_type: EventType,
+        actor: &str,
+        step: Option<&str>,
+        payload: Value,
+    ) -> Result<i64> {
+        row.last_seq += 1;
+        let model = event::Model {
+            execution_id: row.id.clone(),
+            seq: row.last_seq,
+            event_type: event_type.as_str().to_owned(),
+            at: self.now,
+            actor: actor.to_owned(),
+            step: step.map(str::to_owned),
+            payload,
+            runtime_id: row.runtime_id.clone(),
+            environment: row.environment.clone(),
+        };
+        event::Entity::insert(model.clone().into_active_model()).exec_without_returning(&self.db).await?;
+        self.events.push(records::event(model)?);
+        Ok(row.last_seq)
+    }
+
+    /// Records where the execution stands, so that BACK and JUMP can return here.
+    pub(crate) async fn checkpoint(&mut self, row: &Row, seq: i64, step: Option<&str>) -> Result<()> {
+        let model = checkpoint::Model {
+            execution_id: row.id.clone(),
+            seq,
+            step_index: row.current_step_index,
+            step: step.map(str::to_owned),
+            steps: row.steps.clone(),
+            state: row.state.clone(),
+            at: self.now,
+        };
+        checkpoint::Entity::insert(model.into_active_model()).exec_without_returning(&self.db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_execution(&mut self, row: Row) -> Result<()> {
+        execution::Entity::insert(row.into_active_model()).exec_without_returning(&self.db).await?;
+        Ok(())
+    }
+
+    /// Writes every column of the row back.
+    pub(crate) async fn save(&mut self, mut row: Row) -> Result<()> {
+        row.updated_at = self.now;
+        row.into_active_model().reset_all().update(&self.db).await?;
+        Ok(())
+    }
+
+    /// Cancels the execution's pending interventions.
+    pub(crate) async fn cancel_interventions(&mut self, execution_id: &str) -> Result<u64> {
+        let result = intervention::Entity::update_many()
+            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
+            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
+            .filter(intervention::Column::ExecutionId.eq(execution_id))
+            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Asks the workers to look at this execution once the transaction has committed.
+    pub(crate) fn wake(&mut self, id: &str) {
+        self.wake.push(id.to_owned());
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.db.commit().await?;
+        for event in self.events {
+            self.engine.publish(event);
+        }
+        for id in self.wake {
+            self.engine.enqueue(&id);
+        }
+        Ok(())
+    }
+}
+
+/// The context jq programs, conditions and prompts see.
+pub(crate) fn context(row: &Row) -> Value {
+    json!({
+        "input": row.input,
+        "steps": row.steps,
+        "state": row.state,
+        "execution": {
+            "id": row.id,
+            "runtime": row.runtime_id,
+            "playbook": row.playbook,
+            "environment": row.environment,
+        },
+    })
+}

@@ -1,0 +1,71 @@
+//! `webhook` steps: a POST of the step's input to an allow-listed URL, carrying an
+//! `Idempotency-Key` of `execution:step:attempt` so a receiver can apply each attempt once even
+//! though steps run at least once.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::engine::agent::without_url;
+
+/// Whether `url` is on the allow-list: same scheme and host, the same port unless the entry
+/// names none, and a path under the entry's path.
+pub fn allowed(allow_list: &[String], url: &str) -> bool {
+    let Ok(url) = url.parse::<reqwest::Url>() else { return false };
+    allow_list.iter().any(|entry| {
+        let Ok(entry) = entry.parse::<reqwest::Url>() else { return false };
+        entry.scheme() == url.scheme()
+            && entry.host_str() == url.host_str()
+            && (entry.port().is_none() || entry.port_or_known_default() == url.port_or_known_default())
+            && url.path().starts_with(entry.path().trim_end_matches('/'))
+            && url.username().is_empty()
+            && url.password().is_none()
+    })
+}
+
+/// POSTs `body` and returns the JSON reply.
+pub async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    idempotency_key: &str,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .header("Idempotency-Key", idempotency_key)
+        .json(body)
+        .send()
+        .await
+        .map_err(|error| format!("the webhook did not answer: {}", without_url(&error)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the webhook answered HTTP {status}"));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| format!("the webhook's reply could not be read: {}", without_url(&error)))?;
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|error| format!("the webhook's reply is not JSON: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    #[test]
+    fn allow_list_matches_scheme_host_port_and_path() {
+        let list = vec!["http://127.0.0.1".to_owned(), "https://api.example.com/hooks/".to_owned()];
+        assert!(allowed(&list, "http://127.0.0.1:9090/crm"));
+        assert!(allowed(&list, "https://api.example.com/hooks/a"));
+        assert!(!allowed(&list, "https://api.example.com/other"));
+        assert!(!allowed(&list, "http://127.0.0.1.evil.test/"));
+        assert!(!allowed(&list, "https://127.0.0.1/"));
+        assert!(!allowed(&list, "http://user:pw@127.0.0.1/"));
+        assert!(!allowed(&list, "not a url"));
+    }
+}

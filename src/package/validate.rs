@@ -1,0 +1,325 @@
+//! Validation before deployment: the package's JSON Schema first, then the semantic checks the
+//! schema cannot express (names, references, jq programs, step schemas, playbook cycles). Every
+//! problem names its file and JSON path, and all of them are reported at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Implementation, LoadedPackage, Package, StepKind};
+use crate::{jq, schema};
+
+/// One thing wrong with a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The file it is in.
+    pub file: String,
+    /// JSON pointer within that file (`""` for the whole file).
+    pub path: String,
+    /// What was expected.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn file(file: &str, message: impl Into<String>) -> Problem {
+        Problem { file: file.to_owned(), path: String::new(), message: message.into() }
+    }
+
+    pub fn at(file: &str, path: &str, message: impl Into<String>) -> Problem {
+        Problem { file: file.to_owned(), path: path.to_owned(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(formatter, "{}: {}", self.file, self.message)
+        } else {
+            write!(formatter, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+static PACKAGE_SCHEMA: LazyLock<schema::Validator> = LazyLock::new(|| {
+    schema::compile(&super::json_schema()).expect("the package schema generated from our own types is valid")
+});
+
+/// Validates a loaded package; on success returns it typed.
+pub fn validate(loaded: &LoadedPackage) -> Result<Package, Vec<Problem>> {
+    let locate = |pointer: &str, message: String| {
+        let (file, path) = loaded.sources.locate(pointer);
+        Problem { file, path, message }
+    };
+    // Structural errors make the semantic checks meaningless, so they are reported alone.
+    let structural: Vec<Problem> = schema::check(&PACKAGE_SCHEMA, &loaded.document)
+        .into_iter()
+        .map(|error| locate(&error.pointer, error.message))
+        .collect();
+    if !structural.is_empty() {
+        return Err(structural);
+    }
+    let package: Package = serde_json::from_value(loaded.document.clone())
+        .map_err(|error| vec![locate("", format!("does not match the package format: {error}"))])?;
+    let mut checker = Checker { package: &package, found: Vec::new() };
+    checker.check_all();
+    if checker.found.is_empty() {
+        Ok(package)
+    } else {
+        Err(checker.found.into_iter().map(|(pointer, message)| locate(&pointer, message)).collect())
+    }
+}
+
+struct Checker<'a> {
+    package: &'a Package,
+    found: Vec<(String, String)>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, pointer: String, message: impl Into<String>) {
+        self.found.push((pointer, message.into()));
+    }
+
+    fn check_all(&mut self) {
+        let package = self.package;
+        self.duplicates("/roles", package.roles.iter().map(|role| role.name.as_str()), "role");
+        self.duplicates("/operations", package.operations.iter().map(|operation| operation.name.as_str()), "operation");
+        self.duplicates("/playbooks", package.playbooks.iter().map(|playbook| playbook.name.as_str()), "playbook");
+
+        for (index, operation) in package.operations.iter().enumerate() {
+            let at = format!("/operations/{index}");
+            self.implementation(&at, &operation.implementation);
+        }
+        for (index, playbook) in package.playbooks.iter().enumerate() {
+            let at = format!("/playbooks/{index}");
+            self.role(&format!("{at}/role"), playbook.role.as_deref());
+            self.schema(&format!("{at}/input_schema"), playbook.input_schema.as_ref());
+            self.schema(&format!("{at}/output_schema"), playbook.output_schema.as_ref());
+            self.program(&format!("{at}/output"), playbook.output.as_deref());
+            self.duplicates(&format!("{at}/steps"), playbook.steps.iter().map(|step| step.name.as_str()), "step");
+            for (step_index, step) in playbook.steps.iter().enumerate() {
+                let step_at = format!("{at}/steps/{step_index}");
+                self.program(&format!("{step_at}/when"), step.when.as_deref());
+                self.program(&format!("{step_at}/input"), step.input.as_deref());
+                self.implementation(&step_at, &step.implementation);
+                let operation = match &step.operation {
+                    None => None,
+                    Some(name) => match package.operations.iter().find(|operation| &operation.name == name) {
+                        Some(operation) => Some(&operation.implementation),
+                        None => {
+                            self.problem(
+                                format!("{step_at}/operation"),
+                                format!(
+                                    "unknown operation `{name}`; the package defines {}",
+                                    list(package.operations.iter().map(|o| o.name.as_str()))
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let effective = effective(operation, &step.implementation);
+                self.effective_step(&step_at, &effective, playbook.role.as_deref());
+            }
+        }
+        self.cycles();
+    }
+
+    fn duplicates<'n>(&mut self, at: &str, names: impl Iterator<Item = &'n str>, what: &str) {
+        let mut seen = HashMap::new();
+        for (index, name) in names.enumerate() {
+            if let Some(first) = seen.insert(name, index) {
+                self.problem(
+                    format!("{at}/{index}/name"),
+                    format!("duplicate {what} name `{name}` (first defined at {at}/{first})"),
+                );
+            }
+        }
+    }
+
+    fn role(&mut self, at: &str, role: Option<&str>) {
+        if let Some(role) = role
+            && !self.package.roles.iter().any(|known| known.name == role)
+        {
+            let known = list(self.package.roles.iter().map(|known| known.name.as_str()));
+            self.problem(at.to_owned(), format!("unknown role `{role}`; the package defines {known}"));
+        }
+    }
+
+    fn schema(&mut self, at: &str, value: Option<&Value>) {
+        if let Some(value) = value
+            && let Err(error) = schema::compile(value)
+        {
+            self.problem(at.to_owned(), format!("is not a valid JSON Schema: {error}"));
+        }
+    }
+
+    fn program(&mut self, at: &str, code: Option<&str>) {
+        if let Some(code) = code
+            && let Err(error) = jq::Program::compile(code)
+        {
+            self.problem(at.to_owned(), format!("jq program does not compile: {error}"));
+        }
+    }
+
+    /// Checks the fields an operation or a step sets itself.
+    fn implementation(&mut self, at: &str, implementation: &Implementation) {
+        self.role(&format!("{at}/role"), implementation.role.as_deref());
+        self.schema(&format!("{at}/input_schema"), implementation.input_schema.as_ref());
+        self.schema(&format!("{at}/output_schema"), implementation.output_schema.as_ref());
+        self.program(&format!("{at}/program"), implementation.program.as_deref());
+        if let Some(prompt) = &implementation.prompt
+            && let Err(error) = jq::Template::compile(prompt)
+        {
+            self.problem(format!("{at}/prompt"), format!("prompt placeholder does not compile: {error}"));
+        }
+        if let Some(url) = &implementation.url {
+            match url.parse::<reqwest::Url>() {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                Ok(parsed) => {
+                    self.problem(format!("{at}/url"), format!("must be an http or https URL, not {}", parsed.scheme()))
+                }
+                Err(error) => self.problem(format!("{at}/url"), format!("is not a URL: {error}")),
+            }
+        }
+        if let Some(name) = &implementation.playbook
+            && !self.package.playbooks.iter().any(|playbook| &playbook.name == name)
+        {
+            let known = list(self.package.playbooks.iter().map(|playbook| playbook.name.as_str()));
+            self.problem(format!("{at}/playbook"), format!("unknown playbook `{name}`; the package defines {known}"));
+        }
+    }
+
+    /// Checks what a step needs once the operation it references is merged in.
+    fn effective_step(&mut self, at: &str, step: &Implementation, playbook_role: Option<&str>) {
+        let Some(kind) = step.kind else {
+            self.problem(format!("{at}/kind"), "is missing: set `kind` (transform, human, agent, webhook or playbook) or reference an operation that does");
+            return;
+        };
+        let needs = |field: &str| format!("a {} step needs `{field}`", kind.as_str());
+        match kind {
+            StepKind::Transform if step.program.is_none() => self.problem(format!("{at}/program"), needs("program")),
+            StepKind::Human if step.output_schema.is_none() => self.problem(
+                format!("{at}/output_schema"),
+                format!("{} (the form a person fills in)", needs("output_schema")),
+            ),
+            StepKind::Human if step.role.is_none() && playbook_role.is_none() => {
+                self.problem(format!("{at}/role"), format!("{}, or its playbook a role", needs("role")))
+            }
+            StepKind::Agent if step.output_schema.is_none() => {
+                self.problem(format!("{at}/output_schema"), needs("output_schema"))
+            }
+            StepKind::Agent if step.prompt.is_none() => self.problem(format!("{at}/prompt"), needs("prompt")),
+            StepKind::Webhook if step.url.is_none() => self.problem(format!("{at}/url"), needs("url")),
+            StepKind::Playbook if step.playbook.is_none() => self.problem(format!("{at}/playbook"), needs("playbook")),
+            _ => {}
+        }
+        let unused: [(&str, bool, StepKind); 3] = [
+            ("program", step.program.is_some(), StepKind::Transform),
+            ("url", step.url.is_some(), StepKind::Webhook),
+            ("playbook", step.playbook.is_some(), StepKind::Playbook),
+        ];
+        for (field, set, owner) in unused {
+            if set && kind != owner {
+                self.problem(
+                    format!("{at}/{field}"),
+                    format!("`{field}` is only used by {} steps, and this step is {}", owner.as_str(), kind.as_str()),
+                );
+            }
+        }
+        if let (Some(simulated), Some(output_schema)) = (&step.simulated_output, &step.output_schema)
+            && let Ok(validator) = schema::compile(output_schema)
+        {
+            for error in schema::check(&validator, simulated) {
+                self.problem(
+                    format!("{at}/simulated_output{}", error.pointer),
+                    format!("does not fit the output schema: {}", error.message),
+                );
+            }
+        }
+    }
+
+    /// Playbook steps may call other playbooks, but never in a circle.
+    fn cycles(&mut self) {
+        let package = self.package;
+        let operation_playbook: HashMap<&str, &str> = package
+            .operations
+            .iter()
+            .filter_map(|operation| Some((operation.name.as_str(), operation.implementation.playbook.as_deref()?)))
+            .collect();
+        // For each playbook, the playbooks it calls and the step that calls each.
+        let mut calls: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+        for (index, playbook) in package.playbooks.iter().enumerate() {
+            let entry = calls.entry(playbook.name.as_str()).or_default();
+            for (step_index, step) in playbook.steps.iter().enumerate() {
+                let callee = step.implementation.playbook.as_deref().or_else(|| {
+                    step.operation.as_deref().and_then(|operation| operation_playbook.get(operation).copied())
+                });
+                if let Some(callee) = callee {
+                    entry.push((callee, format!("/playbooks/{index}/steps/{step_index}")));
+                }
+            }
+        }
+        let mut reported = HashSet::new();
+        for start in calls.keys() {
+            let mut path = vec![*start];
+            self.walk(&calls, &mut path, &mut reported);
+        }
+    }
+
+    fn walk<'n>(
+        &mut self,
+        calls: &BTreeMap<&'n str, Vec<(&'n str, String)>>,
+        path: &mut Vec<&'n str>,
+        reported: &mut HashSet<String>,
+    ) {
+        let Some(current) = path.last().copied() else { return };
+        for (callee, at) in calls.get(current).into_iter().flatten() {
+            if let Some(position) = path.iter().position(|name| name == callee) {
+                let mut cycle: Vec<&str> = path[position..].to_vec();
+                cycle.push(callee);
+                // Report each cycle once, at the step that closes it when walked from its
+                // alphabetically first playbook.
+                let mut key: Vec<&str> = path[position..].to_vec();
+                key.sort_unstable();
+                if reported.insert(key.join(",")) {
+                    self.problem(
+                        format!("{at}/playbook"),
+                        format!("playbook calls form a cycle: {}", cycle.join(" → ")),
+                    );
+                }
+            } else if path.len() < 64 {
+                path.push(callee);
+                self.walk(calls, path, reported);
+                path.pop();
+            }
+        }
+    }
+}
+
+/// The step's implementation with the operation's fields filled in where the step sets none.
+pub fn effective(operation: Option<&Implementation>, step: &Implementation) -> Implementation {
+    let Some(operation) = operation else { return step.clone() };
+    let step = step.clone();
+    Implementation {
+        kind: step.kind.or(operation.kind),
+        role: step.role.or_else(|| operation.role.clone()),
+        prompt: step.prompt.or_else(|| operation.prompt.clone()),
+        program: step.program.or_else(|| operation.program.clone()),
+        url: step.url.or_else(|| operation.url.clone()),
+        playbook: step.playbook.or_else(|| operation.playbook.clone()),
+        input_schema: step.input_schema.or_else(|| operation.input_schema.clone()),
+        output_schema: step.output_schema.or_else(|| operation.output_schema.clone()),
+        simulated_output: step.simulated_output.or_else(|| operation.simulated_output.clone()),
+        timeout_ms: step.timeout_ms.or(operation.timeout_ms),
+        estimated_time: step.estimated_time.or_else(|| operation.estimated_time.clone()),
+        ui: step.ui.or_else(|| operation.ui.clone()),
+    }
+}
+
+fn list<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<String> = names.map(|name| format!("`{name}`")).collect();
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+}

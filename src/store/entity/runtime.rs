@@ -1,0 +1,23 @@
+//! A deployed package version. Rows are never updated: a new deployment is a new version.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "runtimes")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub version: i32,
+    pub environment: String,
+    pub package_name: String,
+    pub package_version: String,
+    pub definition: Json,
+    pub deployed_by: String,
+    pub deployed_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,980 @@
+//! The engine suite: every step kind, every intervention action, MANUAL mode, conditions,
+//! retries and fallbacks, sub-playbooks, simulation, live history and recovery — through the
+//! engine's own API, on SQLite (default) or PostgreSQL (`ORGATA_TEST_DATABASE_URL`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use futures::StreamExt;
+use orgata::engine::{
+    Command, DeployRequest, Environment, Error, ErrorCode, EventType, ExecuteRequest, ExecutionFilter, ExecutionId,
+    ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig, Principal,
+};
+use orgata::package::load_path;
+use serde_json::{Value, json};
+
+use common::{Harness, admin, assert_sound, example, serve};
+
+fn start(runtime: &str, playbook: &str, input: Value) -> ExecuteRequest {
+    ExecuteRequest {
+        runtime_id: runtime.into(),
+        playbook: playbook.into(),
+        input,
+        mode: Mode::Auto,
+        idempotency_key: None,
+    }
+}
+
+async fn run(harness: &Harness, runtime: &str, playbook: &str, input: Value) -> ExecutionId {
+    harness.engine.execute(&admin(), start(runtime, playbook, input)).await.expect("execution starts").id
+}
+
+async fn respond(
+    harness: &Harness,
+    id: ExecutionId,
+    response: Value,
+) -> orgata::engine::Result<orgata::engine::Execution> {
+    let intervention = harness.wait_intervention(id).await;
+    harness
+        .engine
+        .act(&admin(), id, Command::Respond { intervention_id: intervention.id, response, notes: Some("ok".into()) })
+        .await
+}
+
+/// A one-playbook package; `steps` is YAML for the step list, indented by four spaces.
+fn package(name: &str, steps: &str) -> String {
+    format!(
+        "package: {name}\nversion: 1.0.0\nroles:\n  - name: clerk\nplaybooks:\n  - name: main\n    role: clerk\n    steps:\n{steps}"
+    )
+}
+
+#[tokio::test]
+async fn pbj_sandwich_runs_to_completion_through_a_person() {
+    let harness = Harness::start().await;
+    let runtime = harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    assert_eq!((runtime.id.as_str(), runtime.version), ("kitchen-v1", 1));
+
+    let id = run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})).await;
+    let intervention = harness.wait_intervention(id).await;
+    assert_eq!(intervention.kind, InterventionKind::Task);
+    assert_eq!(intervention.role.as_deref(), Some("cook"));
+    assert_eq!(intervention.step, "choose-jelly");
+    assert_eq!(intervention.prompt.as_deref(), Some("Which jelly flavour for this classic sandwich?"));
+    assert_eq!(
+        intervention.form_schema["properties"]["jelly_flavor"]["enum"],
+        json!(["grape", "strawberry", "apricot"])
+    );
+    let waiting = harness.engine.execution(id).await.expect("execution");
+    assert_eq!(waiting.current_step.as_deref(), Some("choose-jelly"));
+    assert_eq!(waiting.steps["gather-ingredients"], json!({"bread_slices": 2, "peanut_butter": true, "jelly": true}));
+
+    let cook = Principal::new("casey", ["cook"], false);
+    harness
+        .engine
+        .act(
+            &cook,
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "grape"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect("the cook answers");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"name": "PB&J", "flavor": "grape"})));
+
+    let history = harness.history(id).await;
+    assert_sound(&history, false);
+    use EventType::*;
+    let types: Vec<EventType> = history.iter().map(|event| event.event_type).collect();
+    assert_eq!(
+        types,
+        vec![
+            ExecutionStarted,
+            StepStarted,
+            StepCompleted,
+            StepStarted,
+            InterventionRequested,
+            InterventionResolved,
+            StepCompleted,
+            StepStarted,
+            StepCompleted,
+            StepStarted,
+            StepCompleted,
+            ExecutionCompleted
+        ]
+    );
+    let resolved = history.iter().find(|event| event.event_type == InterventionResolved).expect("resolved event");
+    assert_eq!(resolved.actor, "casey");
+    // One checkpoint at the start and one after each of the four steps.
+    let checkpoints = harness.engine.checkpoints(id).await.expect("checkpoints");
+    assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.step_index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn bad_input_reports_every_field_with_its_pointer() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("onboarding.yaml"), Environment::Development).await;
+    let error = harness
+        .engine
+        .execute(
+            &admin(),
+            start("onboarding-v1", "onboard-client", json!({"country": "usa", "contact_email": 3, "plan": "gold"})),
+        )
+        .await
+        .expect_err("invalid input");
+    assert_eq!(error.code(), ErrorCode::BadInput);
+    let pointers: Vec<String> = error.field_errors().into_iter().map(|field| field.pointer).collect();
+    for expected in ["", "/country", "/contact_email", "/plan"] {
+        assert!(pointers.contains(&expected.to_owned()), "missing {expected:?} in {pointers:?}");
+    }
+    let missing =
+        harness.engine.execute(&admin(), start("nope-v1", "x", json!({}))).await.expect_err("unknown runtime");
+    assert_eq!(missing.code(), ErrorCode::NotFound);
+    let missing =
+        harness.engine.execute(&admin(), start("onboarding-v1", "x", json!({}))).await.expect_err("unknown playbook");
+    assert!(matches!(missing, Error::PlaybookNotFound { .. }));
+}
+
+#[tokio::test]
+async fn responses_are_validated_role_checked_and_answered_once() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let id = run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "deluxe"})).await;
+    let intervention = harness.wait_intervention(id).await;
+
+    let invalid = harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "mango"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect_err("mango is not on the form");
+    assert_eq!(invalid.code(), ErrorCode::BadInput);
+    assert_eq!(invalid.field_errors()[0].pointer, "/jelly_flavor");
+
+    let stranger = Principal::new("sam", ["waiter"], false);
+    let forbidden = harness
+        .engine
+        .act(
+            &stranger,
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "grape"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect_err("not a cook");
+    assert_eq!(forbidden.code(), ErrorCode::Forbidden);
+
+    harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "apricot"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect("answered");
+    let twice = harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "grape"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect_err("answered already");
+    assert_eq!(twice.code(), ErrorCode::Conflict);
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output.expect("output")["flavor"], "apricot");
+    assert_eq!(
+        harness.engine.intervention(intervention.id).await.expect("intervention").status,
+        InterventionStatus::Resolved
+    );
+}
+
+#[tokio::test]
+async fn conditions_skip_steps() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "cond",
+        r#"      - name: a
+        kind: transform
+        program: '{go: .input.go}'
+      - name: b
+        kind: transform
+        when: '.steps.a.go'
+        program: '{ran: true}'
+      - name: c
+        kind: transform
+        program: '{b_ran: (.steps.b != null)}'
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let skipped = run(&harness, "cond-v1", "main", json!({"go": false})).await;
+    let ran = run(&harness, "cond-v1", "main", json!({"go": true})).await;
+    let skipped = harness.wait_status(skipped, ExecutionStatus::Completed).await;
+    let ran = harness.wait_status(ran, ExecutionStatus::Completed).await;
+    assert_eq!(skipped.output, Some(json!({"b_ran": false})));
+    assert_eq!(ran.output, Some(json!({"b_ran": true})));
+    assert!(harness.types(skipped.id).await.contains(&EventType::StepSkipped));
+}
+
+#[tokio::test]
+async fn retries_back_off_then_fall_back_to_a_person() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "flaky",
+        r#"      - name: fragile
+        kind: transform
+        program: 'if .state.fixed then {ok: true} else error("the printer is on fire") end'
+        output_schema: {type: object, required: [ok]}
+        on_failure: {retry: {max_attempts: 3, backoff_ms: 20}, then: human}
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "flaky-v1", "main", json!({})).await;
+    let failure = harness.wait_intervention(id).await;
+    assert_eq!(failure.kind, InterventionKind::Failure);
+    assert!(failure.prompt.as_deref().unwrap_or_default().contains("the printer is on fire"));
+    let failed: Vec<Value> = harness
+        .history(id)
+        .await
+        .into_iter()
+        .filter(|event| event.event_type == EventType::StepFailed)
+        .map(|event| event.payload)
+        .collect();
+    assert_eq!(failed.len(), 3, "three attempts: {failed:?}");
+    assert_eq!(failed[0]["willRetry"], true);
+    assert_eq!(failed[1]["retryInMs"], 40, "the backoff doubles");
+    assert_eq!(failed[2]["willRetry"], false);
+
+    // A person fixes the cause and retries: a fourth attempt, which succeeds.
+    harness.engine.act(&admin(), id, Command::EditState { patch: json!({"fixed": true}) }).await.expect("state edited");
+    harness.engine.act(&admin(), id, Command::Retry).await.expect("retried");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"ok": true})));
+    assert_eq!(
+        harness.engine.intervention(failure.id).await.expect("intervention").status,
+        InterventionStatus::Cancelled
+    );
+    let types = harness.types(id).await;
+    assert!(types.contains(&EventType::Retried) && types.contains(&EventType::StateEdited));
+    assert_sound(&harness.history(id).await, true);
+}
+
+#[tokio::test]
+async fn a_failure_without_fallback_fails_the_execution_and_can_be_reopened() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "fragile",
+        r#"      - name: only
+        kind: transform
+        program: 'error("no")'
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "fragile-v1", "main", json!({})).await;
+    let failed = harness.wait_status(id, ExecutionStatus::Failed).await;
+    assert!(failed.error.as_deref().unwrap_or_default().contains("no"), "{:?}", failed.error);
+    // Skipping the failed step with a supplied output reopens and completes it.
+    harness.engine.act(&admin(), id, Command::Skip { output: Some(json!({"manual": 1})) }).await.expect("skipped");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"manual": 1})));
+    let pause = harness.engine.act(&admin(), id, Command::Pause).await.expect_err("finished");
+    assert_eq!(pause.code(), ErrorCode::Conflict);
+}
+
+#[tokio::test]
+async fn skip_back_and_jump_move_through_checkpoints() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "steer",
+        r#"      - name: one
+        kind: transform
+        program: '{n: 1}'
+      - name: ask
+        kind: human
+        output_schema: {type: object, required: [answer], properties: {answer: {type: integer}}}
+      - name: three
+        kind: transform
+        program: '{sum: (.steps.one.n + .steps.ask.answer)}'
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "steer-v1", "main", json!({})).await;
+    let first = harness.wait_intervention(id).await;
+
+    // SKIP with an output that breaks the step's schema is refused and changes nothing.
+    let invalid = harness
+        .engine
+        .act(&admin(), id, Command::Skip { output: Some(json!({"answer": "x"})) })
+        .await
+        .expect_err("invalid");
+    assert_eq!(invalid.field_errors()[0].pointer, "/answer");
+    assert_eq!(harness.pending(id).await.len(), 1);
+
+    // BACK returns to the checkpoint before `ask`: `one` runs again, then `ask` asks again.
+    harness.engine.act(&admin(), id, Command::Back).await.expect("back");
+    let second = harness.wait_intervention(id).await;
+    assert_ne!(first.id, second.id);
+    assert_eq!(harness.engine.intervention(first.id).await.expect("first").status, InterventionStatus::Cancelled);
+
+    // JUMP to `three` with the nearest checkpoint before it: `ask` never answered.
+    harness.engine.act(&admin(), id, Command::Jump { step: "ask".into() }).await.expect("jump to the same step");
+    harness.wait_intervention(id).await;
+    harness.engine.act(&admin(), id, Command::Skip { output: Some(json!({"answer": 41})) }).await.expect("skip");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"sum": 42})));
+
+    // Jumping to an unknown step is NOT_FOUND; BACK at the first step is a CONFLICT.
+    let id = run(&harness, "steer-v1", "main", json!({})).await;
+    harness.wait_intervention(id).await;
+    let unknown = harness.engine.act(&admin(), id, Command::Jump { step: "nine".into() }).await.expect_err("unknown");
+    assert_eq!(unknown.code(), ErrorCode::NotFound);
+    harness.engine.act(&admin(), id, Command::Jump { step: "one".into() }).await.expect("jump to the start");
+    harness.wait_intervention(id).await;
+    let history = harness.history(id).await;
+    let jumps: Vec<&Value> =
+        history.iter().filter(|event| event.event_type == EventType::Jumped).map(|event| &event.payload).collect();
+    assert_eq!(jumps.len(), 1);
+    assert_eq!(jumps[0]["to"], "one");
+    assert_sound(&history, true);
+}
+
+#[tokio::test]
+async fn pause_resume_edit_state_and_abort() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let id = run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})).await;
+    let intervention = harness.wait_intervention(id).await;
+
+    let paused = harness.engine.act(&admin(), id, Command::Pause).await.expect("paused");
+    assert_eq!(paused.status, ExecutionStatus::Paused);
+    let again = harness.engine.act(&admin(), id, Command::Pause).await.expect_err("already paused");
+    assert_eq!(again.code(), ErrorCode::Conflict);
+
+    // An answer while paused is recorded, but nothing runs until RESUME.
+    harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "strawberry"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect("answer while paused");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let still = harness.engine.execution(id).await.expect("execution");
+    assert_eq!(still.status, ExecutionStatus::Paused);
+    assert_eq!(still.current_step.as_deref(), Some("assemble-sandwich"));
+
+    let edited = harness
+        .engine
+        .act(&admin(), id, Command::EditState { patch: json!({"table": 4, "note": "no crusts"}) })
+        .await
+        .expect("edit");
+    assert_eq!(edited.state, json!({"table": 4, "note": "no crusts"}));
+    let edited = harness
+        .engine
+        .act(&admin(), id, Command::EditState { patch: json!({"note": null}) })
+        .await
+        .expect("merge patch removes");
+    assert_eq!(edited.state, json!({"table": 4}));
+    let bad =
+        harness.engine.act(&admin(), id, Command::EditState { patch: json!([1]) }).await.expect_err("not an object");
+    assert_eq!(bad.code(), ErrorCode::BadInput);
+
+    harness.engine.act(&admin(), id, Command::Resume).await.expect("resumed");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output.expect("output")["flavor"], "strawberry");
+
+    // ABORT needs a reason, cancels what is pending, and is final.
+    let id = run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})).await;
+    let pending = harness.wait_intervention(id).await;
+    let no_reason = harness.engine.act(&admin(), id, Command::Abort { reason: " ".into() }).await.expect_err("reason");
+    assert_eq!(no_reason.code(), ErrorCode::BadInput);
+    let aborted =
+        harness.engine.act(&admin(), id, Command::Abort { reason: "out of bread".into() }).await.expect("aborted");
+    assert_eq!(aborted.status, ExecutionStatus::Aborted);
+    assert_eq!(
+        harness.engine.intervention(pending.id).await.expect("intervention").status,
+        InterventionStatus::Cancelled
+    );
+    let late = harness.engine.act(&admin(), id, Command::Resume).await.expect_err("finished");
+    assert_eq!(late.code(), ErrorCode::Conflict);
+    let types = harness.types(id).await;
+    assert_eq!(types.last(), Some(&EventType::ExecutionAborted));
+}
+
+#[tokio::test]
+async fn manual_mode_asks_before_every_step() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let mut request = start("kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"}));
+    request.mode = Mode::Manual;
+    let id = harness.engine.execute(&admin(), request).await.expect("starts").id;
+    let mut checkpoints = 0;
+    loop {
+        let execution =
+            harness.wait_for(id, "parked or done", |execution| execution.status != ExecutionStatus::Running).await;
+        if execution.status == ExecutionStatus::Completed {
+            break;
+        }
+        let intervention = harness.wait_intervention(id).await;
+        let response = match intervention.kind {
+            InterventionKind::Checkpoint => {
+                checkpoints += 1;
+                assert_eq!(Some(intervention.step.as_str()), execution.current_step.as_deref());
+                json!({})
+            }
+            InterventionKind::Task => json!({"jelly_flavor": "grape"}),
+            other => panic!("unexpected {other}"),
+        };
+        harness
+            .engine
+            .act(&admin(), id, Command::Respond { intervention_id: intervention.id, response, notes: None })
+            .await
+            .expect("answered");
+    }
+    assert_eq!(checkpoints, 4, "one checkpoint before each step");
+}
+
+#[tokio::test]
+async fn sub_playbooks_run_as_children_and_report_back() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("onboarding.yaml"), Environment::Development).await;
+    let hooks = Arc::new(Mutex::new(Vec::<String>::new()));
+    // The example's CRM is not running: its webhook fails, retries, then asks a person.
+    let id = run(
+        &harness,
+        "onboarding-v1",
+        "onboard-client",
+        json!({"company": "Acme", "country": "BR", "contact_email": "a@acme.test"}),
+    )
+    .await;
+
+    // High risk: the child kyc-check waits for compliance.
+    let parent = harness.wait_status(id, ExecutionStatus::Waiting).await;
+    assert_eq!(parent.current_step.as_deref(), Some("kyc"));
+    let children = harness
+        .engine
+        .executions(&ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
+        .await
+        .expect("children");
+    assert_eq!(children.items.len(), 1);
+    let child = children.items[0].id;
+    let review = harness.wait_intervention(child).await;
+    assert_eq!(review.role.as_deref(), Some("compliance"));
+    let compliance = Principal::new("cora", ["compliance"], false);
+    harness
+        .engine
+        .act(
+            &compliance,
+            child,
+            Command::Respond {
+                intervention_id: review.id,
+                response: json!({"approved": true, "notes": "funds documented"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect("reviewed");
+    let child = harness.wait_status(child, ExecutionStatus::Completed).await;
+    assert_eq!(child.output, Some(json!({"risk": "high", "reviewer_notes": "funds documented"})));
+
+    // Back in the parent: approval, then the CRM webhook fails into a FAILURE intervention.
+    let approve = harness.wait_intervention(id).await;
+    assert_eq!(approve.step, "approve");
+    respond(&harness, id, json!({"approved": true})).await.expect("approved");
+    let failure = harness.wait_intervention(id).await;
+    assert_eq!((failure.kind, failure.step.as_str()), (InterventionKind::Failure, "create-account"));
+    respond(&harness, id, json!({"accountId": "CRM-7"})).await.expect("account supplied by a person");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"accountId": "CRM-7", "risk": "high"})));
+    assert!(hooks.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_child_fails_the_parents_step_and_abort_reaches_children() {
+    let harness = Harness::start().await;
+    let yaml = r#"package: family
+version: 1.0.0
+roles:
+  - name: clerk
+playbooks:
+  - name: child
+    role: clerk
+    steps:
+      - name: ask
+        kind: human
+        output_schema: {type: object}
+  - name: broken
+    steps:
+      - name: fail
+        kind: transform
+        program: 'error("child broke")'
+  - name: parent
+    steps:
+      - name: call
+        kind: playbook
+        playbook: child
+  - name: parent-of-broken
+    steps:
+      - name: call
+        kind: playbook
+        playbook: broken
+"#;
+    harness.deploy_yaml(yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "family-v1", "parent-of-broken", json!({})).await;
+    let failed = harness.wait_status(id, ExecutionStatus::Failed).await;
+    assert!(failed.error.as_deref().unwrap_or_default().contains("child broke"), "{:?}", failed.error);
+
+    let id = run(&harness, "family-v1", "parent", json!({})).await;
+    harness.wait_status(id, ExecutionStatus::Waiting).await;
+    let child = harness
+        .engine
+        .executions(&ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
+        .await
+        .expect("children")
+        .items[0]
+        .id;
+    harness.wait_intervention(child).await;
+    harness.engine.act(&admin(), id, Command::Abort { reason: "not needed".into() }).await.expect("aborted");
+    let child = harness.engine.execution(child).await.expect("child");
+    assert_eq!(child.status, ExecutionStatus::Aborted);
+    assert!(harness.pending(child.id).await.is_empty());
+}
+
+#[tokio::test]
+async fn agent_steps_wait_for_an_answer_without_a_model() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("expenses.yaml"), Environment::Development).await;
+    let id = run(
+        &harness,
+        "expenses-v2",
+        "approve-expense",
+        json!({"employee": "Ann", "description": "Team lunch", "amount": 80, "currency": "EUR"}),
+    )
+    .await;
+    let agent = harness.wait_intervention(id).await;
+    assert_eq!(agent.kind, InterventionKind::Agent);
+    assert!(agent.prompt.as_deref().unwrap_or_default().contains("Team lunch (80 EUR)"));
+    let wrong = respond(&harness, id, json!({"category": "food"})).await.expect_err("not on the schema");
+    assert_eq!(wrong.code(), ErrorCode::BadInput);
+    respond(&harness, id, json!({"category": "meals", "flagged": false})).await.expect("an assistant answers");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"decision": "paid", "category": "meals"})));
+}
+
+/// A fake OpenAI-compatible endpoint: answers from a script, one reply per call.
+async fn model_endpoint(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let replies = Arc::new(Mutex::new(replies));
+    let seen = requests.clone();
+    let router = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| {
+            let seen = seen.clone();
+            let replies = replies.clone();
+            async move {
+                seen.lock().expect("lock").push(body);
+                let mut replies = replies.lock().expect("lock");
+                let reply = if replies.is_empty() { "{}" } else { replies.remove(0) };
+                Json(json!({"choices": [{"message": {"role": "assistant", "content": reply}}]}))
+            }
+        }),
+    );
+    (format!("{}/v1", serve(router).await), requests)
+}
+
+#[tokio::test]
+async fn agent_steps_ask_a_configured_model_and_retry_bad_answers() {
+    let (url, requests) =
+        model_endpoint(vec!["not json", r#"{"category": "travel", "flagged": true, "reason": "first class"}"#]).await;
+    let harness = Harness::start_with(|config| {
+        config.model =
+            Some(ModelConfig { url: url.clone(), model: "test-model".into(), api_key: Some("sk-test".into()) })
+    })
+    .await;
+    harness.deploy_path(&example("expenses.yaml"), Environment::Development).await;
+    let id = run(
+        &harness,
+        "expenses-v2",
+        "approve-expense",
+        json!({"employee": "Bo", "description": "Flight", "amount": 300, "currency": "USD"}),
+    )
+    .await;
+    // Flagged by the model: a manager must approve.
+    let approval = harness.wait_intervention(id).await;
+    assert_eq!((approval.kind, approval.step.as_str()), (InterventionKind::Task, "manager-approval"));
+    let requests = requests.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 2, "one bad answer, one retry");
+    assert_eq!(requests[0]["model"], "test-model");
+    assert_eq!(requests[0]["response_format"]["type"], "json_schema");
+    assert_eq!(requests[0]["response_format"]["json_schema"]["schema"]["required"], json!(["category", "flagged"]));
+    respond(&harness, id, json!({"approved": false})).await.expect("manager answers");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"decision": "rejected", "category": "travel"})));
+}
+
+/// A webhook receiver that counts idempotency keys and fails the first `failures` calls.
+async fn webhook_receiver(failures: usize) -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+    let keys = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let calls = Arc::new(Mutex::new(0usize));
+    let seen = keys.clone();
+    let router = axum::Router::new().route(
+        "/crm/accounts",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let seen = seen.clone();
+            let calls = calls.clone();
+            async move {
+                let key =
+                    headers.get("idempotency-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+                *seen.lock().expect("lock").entry(key).or_default() += 1;
+                let mut calls = calls.lock().expect("lock");
+                *calls += 1;
+                if *calls <= failures {
+                    return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "busy"})));
+                }
+                (
+                    StatusCode::OK,
+                    Json(json!({"accountId": format!("ACC-{}", body["company"].as_str().unwrap_or_default())})),
+                )
+            }
+        }),
+    );
+    (serve(router).await, keys)
+}
+
+fn webhook_package(url: &str) -> String {
+    package(
+        "hooks",
+        &format!(
+            r#"      - name: create
+        kind: webhook
+        url: {url}/crm/accounts
+        input: '{{company: .input.company}}'
+        output_schema: {{type: object, required: [accountId]}}
+        simulated_output: {{accountId: SIMULATED}}
+        on_failure: {{retry: {{max_attempts: 3, backoff_ms: 10}}, then: fail}}
+"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn webhooks_post_with_idempotency_keys_and_retry() {
+    let (url, keys) = webhook_receiver(1).await;
+    let harness = Harness::start().await;
+    harness.deploy_yaml(&webhook_package(&url), Environment::Development).await.expect("deploys");
+    let id = run(&harness, "hooks-v1", "main", json!({"company": "Initech"})).await;
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"accountId": "ACC-Initech"})));
+    let keys = keys.lock().expect("lock").clone();
+    let expected: HashMap<String, usize> = [(format!("{id}:create:1"), 1), (format!("{id}:create:2"), 1)].into();
+    assert_eq!(keys, expected, "one call per attempt, each with its own key");
+}
+
+#[tokio::test]
+async fn webhooks_must_be_on_the_allow_list() {
+    let harness = Harness::start().await;
+    let error = harness
+        .deploy_yaml(&webhook_package("http://10.1.2.3:8080"), Environment::Development)
+        .await
+        .expect_err("not allowed");
+    assert_eq!(error.code(), ErrorCode::BadInput);
+    assert!(error.to_string().contains("/playbooks/0/steps/0/url"), "{error}");
+    let production = harness
+        .deploy_yaml(&webhook_package("http://127.0.0.1:9"), Environment::Production)
+        .await
+        .expect_err("empty list");
+    assert!(production.to_string().contains("production allow-list"), "{production}");
+}
+
+#[tokio::test]
+async fn simulation_never_calls_out() {
+    let (url, keys) = webhook_receiver(0).await;
+    let harness = Harness::start().await;
+    harness.deploy_yaml(&webhook_package(&url), Environment::Simulation).await.expect("deploys to simulation");
+    let id = run(&harness, "hooks-v1", "main", json!({"company": "Globex"})).await;
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"accountId": "SIMULATED"})));
+    assert!(keys.lock().expect("lock").is_empty(), "no webhook left the server");
+
+    // Human and agent steps with simulated outputs are answered automatically.
+    for path in ["onboarding.yaml", "expenses.yaml"] {
+        let loaded = load_path(&example(path)).expect("loads");
+        harness
+            .engine
+            .deploy(
+                &admin(),
+                DeployRequest {
+                    runtime_id: None,
+                    environment: Environment::Simulation,
+                    package: loaded,
+                    only_if_changed: false,
+                },
+            )
+            .await
+            .expect("deploys");
+    }
+    let onboarding = run(
+        &harness,
+        "onboarding-v1",
+        "onboard-client",
+        json!({"company": "Umbrella", "country": "ZZ", "contact_email": "u@u.test", "plan": "premium"}),
+    )
+    .await;
+    let expense = run(
+        &harness,
+        "expenses-v2",
+        "approve-expense",
+        json!({"employee": "Cy", "description": "Laptop", "amount": 2500, "currency": "GBP"}),
+    )
+    .await;
+    let onboarding = harness.wait_status(onboarding, ExecutionStatus::Completed).await;
+    assert_eq!(onboarding.output, Some(json!({"accountId": "SIM-0001", "risk": "high"})));
+    let expense = harness.wait_status(expense, ExecutionStatus::Completed).await;
+    assert_eq!(expense.output, Some(json!({"decision": "paid", "category": "meals"})));
+}
+
+#[tokio::test]
+async fn subscriptions_replay_then_go_live_without_gaps_or_duplicates() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let id = run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})).await;
+    let intervention = harness.wait_intervention(id).await;
+    let before = harness.history(id).await.len() as i64;
+
+    let mut from_start = Box::pin(harness.engine.subscribe(id, 0));
+    let mut from_middle = Box::pin(harness.engine.subscribe(id, 3));
+    harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "grape"}),
+                notes: None,
+            },
+        )
+        .await
+        .expect("answered");
+    harness.wait_status(id, ExecutionStatus::Completed).await;
+    let total = harness.history(id).await.len() as i64;
+    assert!(total > before);
+
+    let mut seen = Vec::new();
+    while seen.len() < total as usize {
+        let event = tokio::time::timeout(Duration::from_secs(10), from_start.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("event");
+        seen.push(event.seq);
+    }
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    while seen.len() < (total - 3) as usize {
+        let event = tokio::time::timeout(Duration::from_secs(10), from_middle.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("event");
+        seen.push(event.seq);
+    }
+    assert_eq!(seen, (4..=total).collect::<Vec<_>>());
+    // Nothing more arrives: no duplicates.
+    assert!(tokio::time::timeout(Duration::from_millis(200), from_start.next()).await.is_err());
+}
+
+#[tokio::test]
+async fn deployments_are_versioned_and_executions_stay_pinned() {
+    let harness = Harness::start().await;
+    let yaml = |value: i64| {
+        package(
+            "pinned",
+            &format!(
+                "      - name: wait\n        kind: human\n        output_schema: {{type: object}}\n      - name: value\n        kind: transform\n        program: '{{value: {value}}}'\n"
+            ),
+        )
+    };
+    let first = harness.deploy_yaml(&yaml(1), Environment::Development).await.expect("v1");
+    let old = run(&harness, "pinned-v1", "main", json!({})).await;
+    harness.wait_intervention(old).await;
+    let second = harness.deploy_yaml(&yaml(2), Environment::Development).await.expect("v2");
+    assert_eq!((first.version, second.version), (1, 2));
+    let new = run(&harness, "pinned-v1", "main", json!({})).await;
+    for id in [old, new] {
+        respond(&harness, id, json!({})).await.expect("answered");
+    }
+    assert_eq!(harness.wait_status(old, ExecutionStatus::Completed).await.output, Some(json!({"value": 1})));
+    let new = harness.wait_status(new, ExecutionStatus::Completed).await;
+    assert_eq!((new.output, new.runtime_version), (Some(json!({"value": 2})), 2));
+
+    // The same package again with only_if_changed is not a new version.
+    let loaded =
+        orgata::package::load::load_document("p.yaml", &yaml(2), orgata::package::load::Format::Yaml).expect("parses");
+    let same = harness
+        .engine
+        .deploy(
+            &admin(),
+            DeployRequest {
+                runtime_id: None,
+                environment: Environment::Development,
+                package: loaded.clone(),
+                only_if_changed: true,
+            },
+        )
+        .await
+        .expect("unchanged");
+    assert_eq!(same.version, 2);
+    let elsewhere = harness
+        .engine
+        .deploy(
+            &admin(),
+            DeployRequest {
+                runtime_id: None,
+                environment: Environment::Production,
+                package: loaded.clone(),
+                only_if_changed: false,
+            },
+        )
+        .await
+        .expect_err("one environment per runtime id");
+    assert_eq!(elsewhere.code(), ErrorCode::Conflict);
+    let bad_id = harness
+        .engine
+        .deploy(
+            &admin(),
+            DeployRequest {
+                runtime_id: Some("Bad Id".into()),
+                environment: Environment::Development,
+                package: loaded,
+                only_if_changed: false,
+            },
+        )
+        .await
+        .expect_err("bad slug");
+    assert_eq!(bad_id.code(), ErrorCode::BadInput);
+    let versions = harness.engine.runtime_versions("pinned-v1").await.expect("versions");
+    assert_eq!(versions.iter().map(|runtime| runtime.version).collect::<Vec<_>>(), vec![2, 1]);
+    let invalid =
+        harness.deploy_yaml("package: x\nversion: one\n", Environment::Development).await.expect_err("invalid");
+    assert!(matches!(invalid, Error::InvalidPackage { .. }));
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_same_execution() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let mut request = start("kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"}));
+    request.idempotency_key = Some("order-17".into());
+    let first = harness.engine.execute(&admin(), request.clone()).await.expect("first");
+    let again = harness.engine.execute(&admin(), request.clone()).await.expect("again");
+    assert_eq!(first.id, again.id);
+    request.input = json!({"sandwichType": "deluxe"});
+    let clash = harness.engine.execute(&admin(), request).await.expect_err("different input");
+    assert_eq!(clash.code(), ErrorCode::Conflict);
+}
+
+#[tokio::test]
+async fn listing_pages_newest_first() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(run(&harness, "kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})).await);
+    }
+    ids.reverse();
+    let filter = ExecutionFilter { runtime_id: Some("kitchen-v1".into()), ..Default::default() };
+    let first = harness.engine.executions(&filter, 2, None).await.expect("page 1");
+    assert!(first.has_next_page);
+    let second =
+        harness.engine.executions(&filter, 2, first.items.last().map(|execution| execution.id)).await.expect("page 2");
+    let third =
+        harness.engine.executions(&filter, 2, second.items.last().map(|execution| execution.id)).await.expect("page 3");
+    assert!(!third.has_next_page);
+    let listed: Vec<ExecutionId> =
+        [first.items, second.items, third.items].concat().iter().map(|execution| execution.id).collect();
+    assert_eq!(listed, ids);
+}
+
+/// A webhook receiver that takes its time, so that an engine can be stopped mid-step.
+async fn slow_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+    let keys = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen = keys.clone();
+    let router = axum::Router::new().route(
+        "/crm/accounts",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let key =
+                    headers.get("idempotency-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+                *seen.lock().expect("lock").entry(key).or_default() += 1;
+                Json(json!({"accountId": body["company"]}))
+            }
+        }),
+    );
+    (serve(router).await, keys)
+}
+
+#[tokio::test]
+async fn a_new_engine_finishes_what_a_stopped_one_left_mid_flight() {
+    let (url, keys) = slow_receiver().await;
+    let mut harness = Harness::start_with(|config| config.lease = Duration::from_secs(1)).await;
+    harness.deploy_yaml(&webhook_package(&url), Environment::Development).await.expect("deploys");
+    let mut ids = Vec::new();
+    for index in 0..12 {
+        ids.push(run(&harness, "hooks-v1", "main", json!({"company": format!("c{index}")})).await);
+    }
+    // Let some webhooks start, then stop the engine as a crash would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    harness.restart().await;
+    for id in &ids {
+        let done = harness.wait_status(*id, ExecutionStatus::Completed).await;
+        assert_eq!(
+            done.output.expect("output")["accountId"].as_str().map(|company| company.starts_with('c')),
+            Some(true)
+        );
+        assert_sound(&harness.history(*id).await, false);
+    }
+    // Steps are at least once; a repeated call carries the same key, so the receiver can
+    // apply it once. Every execution's step was received under its first attempt's key.
+    let keys = keys.lock().expect("lock").clone();
+    for id in &ids {
+        assert!(keys.contains_key(&format!("{id}:create:1")), "{id} missing from {keys:?}");
+    }
+}
