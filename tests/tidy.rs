@@ -1,0 +1,52 @@
+//! Architecture checks that keep the layers honest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn rust_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(directory).expect("readable source directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The engine is plain async Rust: no protocol crate may appear in it, so that GraphQL, REST
+/// and MCP stay thin layers over one implementation of every rule.
+#[test]
+fn the_engine_names_no_protocol_crate() {
+    let engine = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let forbidden = ["axum", "async_graphql", "rmcp", "http::", "hyper", "tower"];
+    let mut offences = Vec::new();
+    for file in rust_files(&engine) {
+        let text = fs::read_to_string(&file).expect("readable source file");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for name in forbidden {
+                if code.contains(name) {
+                    offences.push(format!("{}:{}: names `{name}`", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "the engine must not depend on protocols:\n{}", offences.join("\n"));
+}
+
+/// Every module says what it is for.
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut missing = Vec::new();
+    for file in rust_files(&source) {
+        let text = fs::read_to_string(&file).expect("readable source file");
+        if !text.trim_start().starts_with("//!") {
+            missing.push(file.display().to_string());
+        }
+    }
+    assert!(missing.is_empty(), "modules without a `//!` comment:\n{}", missing.join("\n"));
+}
