@@ -206,10 +206,8 @@ fn cycle_message_names_the_playbooks_in_order() {
     assert!(cycle.message.contains("a → b → a"), "{cycle}");
 }
 
-// Known library bug, kept as a failing test until it is fixed: the message says
-// "first defined at /roles/0", a pointer into the merged document that exists in no file.
+// The first definition is named by its file, not by a pointer into the merged document.
 #[test]
-#[ignore = "bug: duplicate-name message points into the merged document (/roles/0), not at roles/a.yaml"]
 fn duplicate_across_files_says_where_the_first_one_is() {
     // `clerk` is defined in roles/a.yaml and again in roles/b.yaml. The message should point
     // the author at the first definition in terms they can find: its file.
@@ -353,11 +351,8 @@ fn symlinked_package_yaml_is_refused() {
     assert!(problems[0].message.contains("symbolic link"), "{}", problems[0]);
 }
 
-// Known library bug, kept as a failing test until it is fixed: `load_directory` checks
-// `folder.is_dir()`, which follows links, and `read_file` only checks the file itself, so
-// the linked folder's files are read and the package validates.
+// A linked section folder would make the loader read outside the package.
 #[test]
-#[ignore = "bug: a symlinked roles/, operations/ or playbooks/ folder is followed outside the package"]
 fn symlinked_section_folder_is_refused() {
     // `roles/` itself is a link to a folder outside the package; its files are regular files,
     // but reading them still reads outside the package.

@@ -127,8 +127,15 @@ fn load_directory(directory: &Path) -> Result<LoadedPackage, Vec<Problem>> {
     };
     for section in SECTIONS {
         let folder = directory.join(section);
-        if !folder.is_dir() {
-            continue;
+        match fs::symlink_metadata(&folder) {
+            Err(_) => continue,
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let shown = relative(directory, &folder);
+                problems.push(Problem::file(&shown, "is a symbolic link; a package may only hold its own files"));
+                continue;
+            }
+            Ok(metadata) if !metadata.is_dir() => continue,
+            Ok(_) => {}
         }
         let files = match list_files(&folder, directory) {
             Ok(files) => files,

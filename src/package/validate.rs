@@ -63,7 +63,7 @@ pub fn validate(loaded: &LoadedPackage) -> Result<Package, Vec<Problem>> {
     }
     let package: Package = serde_json::from_value(loaded.document.clone())
         .map_err(|error| vec![locate("", format!("does not match the package format: {error}"))])?;
-    let mut checker = Checker { package: &package, found: Vec::new() };
+    let mut checker = Checker { package: &package, sources: &loaded.sources, found: Vec::new() };
     checker.check_all();
     if checker.found.is_empty() {
         Ok(package)
@@ -74,6 +74,7 @@ pub fn validate(loaded: &LoadedPackage) -> Result<Package, Vec<Problem>> {
 
 struct Checker<'a> {
     package: &'a Package,
+    sources: &'a super::SourceMap,
     found: Vec<(String, String)>,
 }
 
@@ -131,9 +132,10 @@ impl Checker<'_> {
         let mut seen = HashMap::new();
         for (index, name) in names.enumerate() {
             if let Some(first) = seen.insert(name, index) {
+                let (file, path) = self.sources.locate(&format!("{at}/{first}"));
                 self.problem(
                     format!("{at}/{index}/name"),
-                    format!("duplicate {what} name `{name}` (first defined at {at}/{first})"),
+                    format!("duplicate {what} name `{name}` (first defined in {file} at {path:?})"),
                 );
             }
         }
