@@ -102,7 +102,7 @@ impl Engine {
         &self,
         execution: ExecutionId,
         after_seq: i64,
-    ) -> impl Stream<Item = Result<Event>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Event>> + Send + use<> {
         // Subscribing before reading history means nothing committed in between is missed.
         let subscription = Subscription {
             receiver: self.inner.events.subscribe(),

@@ -522,6 +522,19 @@ impl Engine {
         Ok(Page { items, has_next_page })
     }
 
+    /// How many executions there are in each status.
+    pub async fn execution_counts(&self) -> Result<Vec<(ExecutionStatus, i64)>> {
+        let rows: Vec<(String, i64)> = execution::Entity::find()
+            .select_only()
+            .column(execution::Column::Status)
+            .column_as(execution::Column::Id.count(), "count")
+            .group_by(execution::Column::Status)
+            .into_tuple()
+            .all(self.inner.store.connection())
+            .await?;
+        rows.into_iter().map(|(status, count)| Ok((records::parse(&status)?, count))).collect()
+    }
+
     /// History after `after_seq`, at most `limit` events.
     pub async fn history(&self, id: ExecutionId, after_seq: i64, limit: u64) -> Result<Vec<Event>> {
         self.execution_exists(id).await?;
@@ -593,6 +606,25 @@ impl Engine {
             .into_iter()
             .map(records::intervention)
             .collect()
+    }
+
+    /// Every intervention of each of `executions`, oldest first, in one query.
+    pub async fn interventions_of(
+        &self,
+        executions: &[ExecutionId],
+    ) -> Result<HashMap<ExecutionId, Vec<Intervention>>> {
+        let ids: Vec<String> = executions.iter().map(ToString::to_string).collect();
+        let rows = intervention::Entity::find()
+            .filter(intervention::Column::ExecutionId.is_in(ids))
+            .order_by_asc(intervention::Column::Id)
+            .all(self.inner.store.connection())
+            .await?;
+        let mut found: HashMap<ExecutionId, Vec<Intervention>> = HashMap::new();
+        for row in rows {
+            let intervention = records::intervention(row)?;
+            found.entry(intervention.execution_id).or_default().push(intervention);
+        }
+        Ok(found)
     }
 
     /// Applies a person's action to an execution; see [`transition::LEGAL`].

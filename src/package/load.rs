@@ -26,6 +26,13 @@ pub struct LoadedPackage {
     pub sources: SourceMap,
 }
 
+impl LoadedPackage {
+    /// A package that arrived as a JSON value (a request body), named `file` in problems.
+    pub fn from_value(file: &str, document: Value) -> LoadedPackage {
+        LoadedPackage { document, sources: SourceMap::single(file) }
+    }
+}
+
 /// Maps JSON pointers in the merged document back to files and pointers within them.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {

@@ -142,7 +142,8 @@ impl Runtime {
     }
     /// The package document this version was deployed from.
     async fn definition(&self) -> ApiResult<Value> {
-        serde_json::to_value(&self.0.runtime.package).map_err(|error| to_graphql(core::Error::Internal(error.to_string())))
+        serde_json::to_value(&self.0.runtime.package)
+            .map_err(|error| to_graphql(core::Error::Internal(error.to_string())))
     }
 }
 
@@ -188,12 +189,7 @@ impl Playbook {
     async fn steps(&self) -> Vec<Step> {
         let Ok(playbook) = self.definition.playbook(&self.name) else { return Vec::new() };
         let Some(source) = self.source() else { return Vec::new() };
-        playbook
-            .steps
-            .iter()
-            .zip(&source.steps)
-            .map(|(compiled, step)| Step::new(compiled, step))
-            .collect()
+        playbook.steps.iter().zip(&source.steps).map(|(compiled, step)| Step::new(compiled, step)).collect()
     }
 }
 
@@ -359,7 +355,8 @@ impl Execution {
         #[graphql(default = 0)] after_seq: i64,
         #[graphql(default = 1000)] first: i32,
     ) -> ApiResult<Vec<Event>> {
-        let events = engine(context)?.history(self.execution_id, after_seq, first.max(1) as u64).await.map_err(to_graphql)?;
+        let events =
+            engine(context)?.history(self.execution_id, after_seq, first.max(1) as u64).await.map_err(to_graphql)?;
         Ok(events.into_iter().map(Event::from).collect())
     }
 
@@ -369,8 +366,13 @@ impl Execution {
         Ok(checkpoints.into_iter().map(Checkpoint::from).collect())
     }
 
-    async fn interventions(&self, context: &Context<'_>, status: Option<InterventionStatus>) -> ApiResult<Vec<Intervention>> {
-        let loader = context.data::<async_graphql::dataloader::DataLoader<crate::api::graphql::loaders::InterventionsByExecution>>()?;
+    async fn interventions(
+        &self,
+        context: &Context<'_>,
+        status: Option<InterventionStatus>,
+    ) -> ApiResult<Vec<Intervention>> {
+        let loader = context
+            .data::<async_graphql::dataloader::DataLoader<crate::api::graphql::loaders::InterventionsByExecution>>()?;
         let all = loader.load_one(self.execution_id).await?.unwrap_or_default();
         Ok(all.into_iter().filter(|intervention| status.is_none_or(|status| intervention.status == status)).collect())
     }
@@ -554,7 +556,9 @@ fn auto() -> Mode {
 #[derive(Debug, Clone, InputObject, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RespondToInterventionInput {
+    #[schemars(with = "String")]
     pub execution_id: async_graphql::ID,
+    #[schemars(with = "String")]
     pub intervention_id: async_graphql::ID,
     /// Must fit the intervention's form schema.
     pub response: Value,
@@ -565,6 +569,7 @@ pub struct RespondToInterventionInput {
 #[derive(Debug, Clone, InputObject, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InterveneExecutionInput {
+    #[schemars(with = "String")]
     pub execution_id: async_graphql::ID,
     pub action: InterventionAction,
     /// JUMP: the step to go to.
@@ -576,6 +581,7 @@ pub struct InterveneExecutionInput {
     /// ABORT: why.
     pub reason: Option<String>,
     /// RESPOND: the intervention answered.
+    #[schemars(with = "Option<String>")]
     pub intervention_id: Option<async_graphql::ID>,
     /// RESPOND: the answer.
     pub response: Option<Value>,
@@ -591,6 +597,7 @@ pub struct ExecutionFilter {
     pub runtime_id: Option<String>,
     pub playbook: Option<String>,
     pub status: Option<ExecutionStatus>,
+    #[schemars(with = "Option<String>")]
     pub parent_id: Option<async_graphql::ID>,
 }
 
@@ -600,6 +607,7 @@ pub struct ExecutionFilter {
 pub struct InterventionFilter {
     pub environment: Option<Environment>,
     pub runtime_id: Option<String>,
+    #[schemars(with = "Option<String>")]
     pub execution_id: Option<async_graphql::ID>,
     /// Defaults to PENDING.
     pub status: Option<InterventionStatus>,

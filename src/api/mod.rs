@@ -1,0 +1,5 @@
+//! The protocol edge: GraphQL at the centre, with REST and MCP derived from it. Nothing here
+//! implements a business rule; every request goes through the engine.
+
+pub mod graphql;
+pub mod schema_fields;

@@ -1,0 +1,134 @@
+//! The server's configuration: one clap struct, every field also read from the environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::engine::{EngineConfig, Environment, ModelConfig};
+
+/// How `orgata serve` (and `orgata mcp`) run.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on. Without API keys only loopback addresses are allowed.
+    #[arg(long, env = "ORGATA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://orgata.db?mode=rwc` (default: `orgata.db` in the working
+    /// directory, created if missing) or `postgres://user@host/db`.
+    #[arg(long, env = "ORGATA_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL schema that holds Orgata's tables (default `public`).
+    #[arg(long, env = "ORGATA_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "ORGATA_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+
+    /// Deploy the packages in `--examples-dir` into `development` at start-up (idempotent).
+    #[arg(long, env = "ORGATA_EXAMPLES", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub examples: bool,
+
+    /// Do not deploy the example packages.
+    #[arg(long, conflicts_with = "examples")]
+    pub no_examples: bool,
+
+    /// Where the example packages are.
+    #[arg(long, env = "ORGATA_EXAMPLES_DIR", default_value = "examples")]
+    pub examples_dir: PathBuf,
+
+    /// Steps run concurrently at most.
+    #[arg(long, env = "ORGATA_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+
+    /// Seconds a replica's claim on a running execution lasts without renewal.
+    #[arg(long, env = "ORGATA_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+
+    /// Base URL of an OpenAI-compatible endpoint for agent steps (e.g.
+    /// `http://127.0.0.1:8000/v1`); without it agent steps become AGENT interventions.
+    #[arg(long, env = "ORGATA_MODEL_URL")]
+    pub model_url: Option<String>,
+
+    /// Model name sent to the endpoint.
+    #[arg(long, env = "ORGATA_MODEL_NAME", default_value = "default")]
+    pub model_name: String,
+
+    /// Bearer token for the model endpoint.
+    #[arg(long, env = "ORGATA_MODEL_API_KEY", hide_env_values = true)]
+    pub model_api_key: Option<String>,
+
+    /// Webhook allow-list entries, `environment=url-prefix`, comma-separated or repeated
+    /// (default: loopback in development and simulation).
+    #[arg(long, env = "ORGATA_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ORGATA_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "ORGATA_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: loopback, the given database, no examples.
+    pub fn new(database_url: impl Into<String>) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: Some(database_url.into()),
+            database_schema: None,
+            pool_size: 8,
+            examples: false,
+            no_examples: true,
+            examples_dir: PathBuf::from("examples"),
+            workers: 8,
+            lease_seconds: 30,
+            model_url: None,
+            model_name: "default".to_owned(),
+            model_api_key: None,
+            webhook_allow: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            log_format: "text".to_owned(),
+        }
+    }
+
+    pub fn deploys_examples(&self) -> bool {
+        self.examples && !self.no_examples
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| crate::store::sqlite_url(std::path::Path::new("orgata.db")))
+    }
+
+    /// The engine's part of the configuration.
+    pub fn engine(&self) -> Result<EngineConfig, String> {
+        let mut engine = EngineConfig::new(self.database_url());
+        engine.database_schema = self.database_schema.clone();
+        engine.pool_size = self.pool_size;
+        engine.workers = self.workers;
+        engine.lease = Duration::from_secs(self.lease_seconds.max(1));
+        engine.model = self.model_url.as_ref().map(|url| ModelConfig {
+            url: url.clone(),
+            model: self.model_name.clone(),
+            api_key: self.model_api_key.clone(),
+        });
+        if !self.webhook_allow.is_empty() {
+            let mut allow: HashMap<Environment, Vec<String>> = HashMap::new();
+            for entry in &self.webhook_allow {
+                let (environment, prefix) = entry
+                    .split_once('=')
+                    .ok_or_else(|| format!("webhook allow-list entry `{entry}` must be environment=url-prefix"))?;
+                let environment: Environment = environment.trim().parse()?;
+                allow.entry(environment).or_default().push(prefix.trim().to_owned());
+            }
+            engine.webhook_allow = allow;
+        }
+        Ok(engine)
+    }
+}
