@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve(orgata::Config),
+    Serve(Box<orgata::Config>),
     /// Work with the frontend contract.
     #[command(subcommand)]
     Contract(ContractCommand),
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(config)) => serve(config),
+        Some(Command::Serve(config)) => serve(*config),
         Some(Command::Contract(ContractCommand::Export { out })) => match orgata::contract::export(&out) {
             Ok(written) => {
                 written.iter().for_each(|path| println!("wrote {path}"));

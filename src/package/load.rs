@@ -122,12 +122,9 @@ fn load_directory(directory: &Path) -> Result<LoadedPackage, Vec<Problem>> {
         )]);
     };
     let root_name = relative(directory, &root);
-    let mut document = match read_file(&root, &root_name, &mut budget)
-        .and_then(|text| parse(&root_name, &text, Format::of(&root).unwrap_or(Format::Yaml)).map_err(|p| vec![p]))
-    {
-        Ok(document) => document,
-        Err(errors) => return Err(errors),
-    };
+    let text = read_file(&root, &root_name, &mut budget)?;
+    let mut document =
+        parse(&root_name, &text, Format::of(&root).unwrap_or(Format::Yaml)).map_err(|problem| vec![problem])?;
     let mut sources = SourceMap::single(&root_name);
     let Some(object) = document.as_object_mut() else {
         return Err(vec![Problem::file(&root_name, "must be a mapping with `package` and `version`")]);

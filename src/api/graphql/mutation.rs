@@ -1,7 +1,6 @@
 //! Mutations: deploy, start, and steer. Each is one engine call.
 
 use async_graphql::{Context, ID, Object};
-use serde_json::Value;
 
 use crate::api::graphql::types::{
     DeployRuntimeInput, ExecutePlaybookInput, Execution, InterveneExecutionInput, InterventionAction,
@@ -130,6 +129,3 @@ async fn act(context: &Context<'_>, id: &ID, pointer: &str, command: Command) ->
     let execution = engine(context)?.act(principal(context)?, id, command).await.map_err(to_graphql)?;
     Ok(execution.into())
 }
-
-#[allow(dead_code)]
-fn _assert_value_is_json(_: Value) {}

@@ -1,0 +1,180 @@
+//! A real server on a random loopback port, and small clients for it: GraphQL over HTTP and
+//! over WebSocket (both subprotocols).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    _directory: tempfile::TempDir,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Starts `orgata::serve` with the example packages deployed, on SQLite or (with
+    /// `ORGATA_TEST_DATABASE_URL`) a fresh PostgreSQL schema.
+    pub async fn start() -> TestServer {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let mut config = match std::env::var("ORGATA_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let mut config = orgata::Config::new(url);
+                config.database_schema = Some(format!("t_{}", uuid::Uuid::now_v7().simple()));
+                config
+            }
+            _ => orgata::Config::new(orgata::store::sqlite_url(&directory.path().join("orgata.db"))),
+        };
+        config.examples = true;
+        config.no_examples = false;
+        config.examples_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let task = tokio::spawn(orgata::serve(listener, config));
+        let client = reqwest::Client::new();
+        let server = TestServer { base, client, _directory: directory, task };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..500 {
+            if let Ok(response) = self.client.get(format!("{}/readyz", self.base)).send().await
+                && response.status().is_success()
+            {
+                // The examples deploy before the listener serves, so they are there now.
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server never became ready");
+    }
+
+    /// Runs a GraphQL document over HTTP POST; returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("JSON body")
+    }
+
+    /// Runs a document that must succeed; returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Runs a document that must fail; returns its first error.
+    pub async fn error(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        body["errors"][0].clone()
+    }
+
+    /// Polls an execution until its status is one of `statuses`.
+    pub async fn wait_status(&self, id: &str, statuses: &[&str]) -> Value {
+        for _ in 0..1000 {
+            let data = self
+                .data(
+                    "query($id: ID!) { execution(id: $id) { id status currentStep output lastSeq } }",
+                    json!({"id": id}),
+                )
+                .await;
+            let execution = data["execution"].clone();
+            if statuses.iter().any(|status| execution["status"] == *status) {
+                return execution;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("execution {id} never reached {statuses:?}");
+    }
+}
+
+/// A GraphQL WebSocket client speaking `graphql-transport-ws` or the legacy `graphql-ws`.
+pub struct GraphQLWs {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    legacy: bool,
+}
+
+impl GraphQLWs {
+    pub async fn connect(base: &str, protocol: &str) -> GraphQLWs {
+        let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("WebSocket connects");
+        let mut client = GraphQLWs { socket, legacy: protocol == "graphql-ws" };
+        client.send(json!({"type": "connection_init", "payload": {}})).await;
+        let ack = client.receive().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        client
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket.send(Message::text(message.to_string())).await.expect("sent");
+    }
+
+    async fn receive(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a message in time")
+                .expect("socket open")
+                .expect("valid frame");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).expect("JSON message");
+                match value["type"].as_str() {
+                    Some("ka") => continue,
+                    Some("ping") => {
+                        self.send(json!({"type": "pong"})).await;
+                        continue;
+                    }
+                    _ => return value,
+                }
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = if self.legacy { "start" } else { "subscribe" };
+        self.send(json!({"type": kind, "id": id, "payload": {"query": query, "variables": variables}})).await;
+    }
+
+    /// The next result's `data` (panics on errors).
+    pub async fn next_data(&mut self) -> Value {
+        let message = self.receive().await;
+        let expected = if self.legacy { "data" } else { "next" };
+        assert_eq!(message["type"], expected, "{message}");
+        assert!(message["payload"].get("errors").is_none_or(Value::is_null), "{message}");
+        message["payload"]["data"].clone()
+    }
+
+    /// The next message, whatever it is.
+    pub async fn next_message(&mut self) -> Value {
+        self.receive().await
+    }
+
+    /// Whether nothing arrives for `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.socket.next()).await.is_err()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
