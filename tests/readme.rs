@@ -7,7 +7,8 @@ use server::TestServer;
 
 #[tokio::test]
 async fn the_readme_walk_works_as_printed() {
-    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
     let walk = readme
         .split("## Walk")
         .nth(1)
