@@ -5,7 +5,20 @@ use std::path::Path;
 
 /// Every file of the contract, with its text.
 pub fn files() -> Vec<(&'static str, String)> {
-    vec![("schema.graphql", crate::api::graphql::sdl()), ("package.schema.json", crate::package::schema_text())]
+    let openapi = crate::api::rest::RestApi::new(&crate::api::graphql::bare())
+        .map(|api| pretty(&api.openapi))
+        .unwrap_or_else(|error| format!("the REST API could not be generated: {error}\n"));
+    vec![
+        ("schema.graphql", crate::api::graphql::sdl()),
+        ("openapi.json", openapi),
+        ("package.schema.json", crate::package::schema_text()),
+    ]
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// Writes the contract into `directory`, creating it if needed.

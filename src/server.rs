@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::api::graphql::{self, OrgataSchema};
+use crate::api::rest::RestApi;
 use crate::config::Config;
 use crate::engine::{DeployRequest, Engine, Environment, Principal};
 
@@ -25,6 +26,7 @@ use crate::engine::{DeployRequest, Engine, Environment, Principal};
 pub struct AppState {
     pub engine: Engine,
     pub schema: OrgataSchema,
+    pub rest: Arc<RestApi>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -41,7 +43,7 @@ pub struct Metrics {
 
 /// Who a request acts as. Until API keys exist the server only listens on loopback, where the
 /// local user is the `developer` principal.
-fn principal() -> Principal {
+pub(crate) fn principal() -> Principal {
     Principal::new("developer", Vec::<String>::new(), true)
 }
 
@@ -61,7 +63,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
     if config.deploys_examples() {
         deploy_examples(&engine, &config).await;
     }
-    let state = state(engine.clone());
+    let state = state(engine.clone()).map_err(anyhow::Error::msg)?;
     let app = router(state, config.max_body_bytes);
     tracing::info!(%address, "orgata is listening; GraphiQL at http://{address}/graphql");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
@@ -71,7 +73,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
 }
 
 /// The application state for an engine: its schema and metrics.
-pub fn state(engine: Engine) -> AppState {
+pub fn state(engine: Engine) -> Result<AppState, String> {
     let metrics = Arc::new(Metrics::default());
     let counted = metrics.clone();
     let mut events = engine.subscribe_all();
@@ -86,7 +88,9 @@ pub fn state(engine: Engine) -> AppState {
             }
         }
     });
-    AppState { schema: graphql::build(engine.clone()), engine, metrics }
+    let schema = graphql::build(engine.clone());
+    let rest = Arc::new(RestApi::new(&schema)?);
+    Ok(AppState { schema, rest, engine, metrics })
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -96,6 +100,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/api/v1", crate::api::rest::router(state.rest.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())

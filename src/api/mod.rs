@@ -1,5 +1,8 @@
 //! The protocol edge: GraphQL at the centre, with REST and MCP derived from it. Nothing here
 //! implements a business rule; every request goes through the engine.
 
+pub mod catalog;
 pub mod graphql;
+pub mod rest;
 pub mod schema_fields;
+pub mod shapes;

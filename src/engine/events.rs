@@ -44,6 +44,17 @@ pub(crate) async fn read(
         .collect()
 }
 
+/// Whether an event leaves its execution somewhere other than RUNNING.
+fn settles(event: &Event) -> bool {
+    use crate::engine::EventType::*;
+    match event.event_type {
+        InterventionRequested | Paused | ExecutionCompleted | ExecutionFailed | ExecutionAborted => true,
+        // A `playbook` step parks its parent on the child it starts.
+        StepStarted => event.payload.get("childExecutionId").is_some(),
+        _ => false,
+    }
+}
+
 struct Subscription {
     engine: Arc<Inner>,
     execution: ExecutionId,
@@ -116,6 +127,31 @@ impl Engine {
             let item = subscription.next().await?;
             Some((item, subscription))
         })
+    }
+
+    /// The execution once it is no longer RUNNING, or as it stands when `wait` is up. Backed
+    /// by the event stream: nothing polls the database in a loop.
+    pub async fn settle(&self, execution: ExecutionId, wait: std::time::Duration) -> Result<crate::engine::Execution> {
+        use futures::StreamExt;
+        let current = self.execution(execution).await?;
+        if current.status != crate::engine::ExecutionStatus::Running {
+            return Ok(current);
+        }
+        let stream = self.subscribe(execution, current.last_seq);
+        let settled = async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let event = event?;
+                if settles(&event) {
+                    break;
+                }
+            }
+            Ok::<(), crate::engine::Error>(())
+        };
+        if let Ok(result) = tokio::time::timeout(wait, settled).await {
+            result?;
+        }
+        self.execution(execution).await
     }
 
     /// Every event of every execution as it is published, for streams that filter by

@@ -39,10 +39,14 @@ pub fn build(engine: Engine) -> OrgataSchema {
         .finish()
 }
 
+/// The schema without an engine: enough to describe it (SDL, introspection), not to serve it.
+pub fn bare() -> OrgataSchema {
+    Schema::build(Query, Mutation, Subscription).finish()
+}
+
 /// The schema's SDL, as committed at `frontend-contract/schema.graphql`.
 pub fn sdl() -> String {
-    let schema = Schema::build(Query, Mutation, Subscription).finish();
-    let mut text = schema.sdl();
+    let mut text = bare().sdl();
     if !text.ends_with('\n') {
         text.push('\n');
     }

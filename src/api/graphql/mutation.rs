@@ -56,8 +56,8 @@ impl Mutation {
         let request = core::ExecuteRequest {
             runtime_id: input.runtime_id,
             playbook: input.playbook,
-            input: input.input,
-            mode: input.mode.into(),
+            input: input.input.unwrap_or_else(|| serde_json::json!({})),
+            mode: input.mode.map_or(core::Mode::Auto, Into::into),
             idempotency_key: input.idempotency_key,
         };
         Ok(engine(context)?.execute(principal(context)?, request).await.map_err(to_graphql)?.into())

@@ -533,23 +533,12 @@ pub struct DeployRuntimeInput {
 pub struct ExecutePlaybookInput {
     pub runtime_id: String,
     pub playbook: String,
-    /// Must fit the playbook's input schema.
-    #[graphql(default_with = "serde_json::json!({})")]
-    #[serde(default = "empty_object")]
-    pub input: Value,
-    #[graphql(default_with = "Mode::Auto")]
-    #[serde(default = "auto")]
-    pub mode: Mode,
+    /// Must fit the playbook's input schema (default `{}`).
+    pub input: Option<Value>,
+    /// AUTO (default) or MANUAL.
+    pub mode: Option<Mode>,
     /// Starting twice with the same key returns the first execution.
     pub idempotency_key: Option<String>,
-}
-
-fn empty_object() -> Value {
-    serde_json::json!({})
-}
-
-fn auto() -> Mode {
-    Mode::Auto
 }
 
 /// Answers a pending intervention.

@@ -1,0 +1,169 @@
+//! The catalogue: every externally visible operation once, with its GraphQL document
+//! (`schema/operations/<name>.graphql`) and its REST binding. The REST router, the OpenAPI
+//! document and the contract are generated from this table; nothing is reachable over REST
+//! that is not in it (a test checks).
+
+/// The HTTP methods the catalogue uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// Where a GraphQL variable's value comes from in a REST request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A path segment `{name}`.
+    Path(&'static str),
+    /// A query parameter.
+    Query(&'static str),
+    /// A field of the JSON body, by JSON pointer (`/executionOptions/mode`).
+    Body(&'static str),
+    /// The whole request body: a JSON document, or YAML text when the content type says so.
+    /// JSON goes to the first variable named, text to the second.
+    Document(&'static str, &'static str),
+}
+
+/// One GraphQL variable and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Bind {
+    pub variable: &'static str,
+    pub from: Source,
+}
+
+/// How an operation is served over REST.
+#[derive(Debug, Clone, Copy)]
+pub struct Rest {
+    pub method: Method,
+    /// Under `/api/v1`, with `{name}` path parameters.
+    pub path: &'static str,
+    pub binds: &'static [Bind],
+    /// JSON pointer into `data` of the part that is the response body.
+    pub result: &'static str,
+    /// The success status: 200, or 201 when something is created.
+    pub status: u16,
+    /// For 201: the created resource's path, `{field}` filled from the response body.
+    pub location: Option<&'static str>,
+    /// `GET …?wait=<seconds>`: answer once the execution is no longer RUNNING.
+    pub wait: bool,
+}
+
+/// One externally visible operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    /// The operation's name, also the GraphQL operation name and the OpenAPI `operationId`.
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The GraphQL document that implements it.
+    pub document: &'static str,
+    pub rest: Option<Rest>,
+}
+
+const fn path(name: &'static str) -> Bind {
+    Bind { variable: name, from: Source::Path(name) }
+}
+
+const fn query(name: &'static str) -> Bind {
+    Bind { variable: name, from: Source::Query(name) }
+}
+
+const fn body(variable: &'static str, pointer: &'static str) -> Bind {
+    Bind { variable, from: Source::Body(pointer) }
+}
+
+const fn rest(method: Method, path: &'static str, binds: &'static [Bind], result: &'static str) -> Rest {
+    Rest { method, path, binds, result, status: 200, location: None, wait: false }
+}
+
+macro_rules! document {
+    ($name:literal) => {
+        include_str!(concat!("../../schema/operations/", $name, ".graphql"))
+    };
+}
+
+#[rustfmt::skip]
+pub static OPERATIONS: &[Operation] = &[
+    // Definitions: what is deployed, and the schemas frontends render forms from.
+    Operation { name: "listRuntimes", summary: "List the latest version of every runtime",
+        document: document!("listRuntimes"),
+        rest: Some(rest(Method::Get, "/runtimes", &[query("environment")], "/runtimes")) },
+    Operation { name: "deployRuntime", summary: "Deploy a package (JSON, or YAML with content-type application/yaml) as a new runtime version",
+        document: document!("deployRuntime"),
+        rest: Some(Rest { status: 201, location: Some("/runtimes/{id}"),
+            ..rest(Method::Post, "/runtimes", &[query("environment"), query("runtimeId"), Bind { variable: "package", from: Source::Document("package", "source") }], "/deployRuntime") }) },
+    Operation { name: "getRuntime", summary: "A runtime with its playbooks, roles and operations",
+        document: document!("getRuntime"),
+        rest: Some(rest(Method::Get, "/runtimes/{id}", &[path("id"), query("version")], "/runtime")) },
+    Operation { name: "listPlaybooks", summary: "The playbooks of a runtime",
+        document: document!("listPlaybooks"),
+        rest: Some(rest(Method::Get, "/runtimes/{id}/playbooks", &[path("id")], "/runtime/playbooks")) },
+    Operation { name: "getPlaybookSchema", summary: "A playbook's input and output schemas, form fields and steps",
+        document: document!("getPlaybookSchema"),
+        rest: Some(rest(Method::Get, "/runtimes/{id}/playbooks/{name}/schema", &[path("id"), path("name")], "/playbook")) },
+    Operation { name: "getRole", summary: "A role of a runtime",
+        document: document!("getRole"),
+        rest: Some(rest(Method::Get, "/runtimes/{id}/roles/{name}", &[path("id"), path("name")], "/role")) },
+    Operation { name: "getOperation", summary: "An operation of a runtime, with its schemas",
+        document: document!("getOperation"),
+        rest: Some(rest(Method::Get, "/runtimes/{id}/operations/{name}", &[path("id"), path("name")], "/operation")) },
+
+    // Executions: start one, find them, read one and its history.
+    Operation { name: "startExecution", summary: "Start a playbook; returns the execution handle",
+        document: document!("startExecution"),
+        rest: Some(Rest { status: 201, location: Some("/executions/{executionId}"),
+            ..rest(Method::Post, "/runtimes/{id}/executions", &[path("id"), body("playbookName", "/playbookName"), body("input", "/input"),
+                body("mode", "/executionOptions/mode"), body("idempotencyKey", "/executionOptions/idempotencyKey")], "/executePlaybook") }) },
+    Operation { name: "listExecutions", summary: "Executions, newest first, a page at a time",
+        document: document!("listExecutions"),
+        rest: Some(rest(Method::Get, "/executions", &[query("environment"), query("runtimeId"), query("playbook"), query("status"), query("first"), query("after")], "/executions")) },
+    Operation { name: "getExecution", summary: "An execution; with ?wait=<seconds>, once it is no longer RUNNING",
+        document: document!("getExecution"),
+        rest: Some(Rest { wait: true, ..rest(Method::Get, "/executions/{id}", &[path("id")], "/execution") }) },
+    Operation { name: "getHistory", summary: "An execution's history after a seq",
+        document: document!("getHistory"),
+        rest: Some(rest(Method::Get, "/executions/{id}/history", &[path("id"), query("afterSeq"), query("first")], "/execution/history")) },
+
+    // Steering: act on a running execution; each returns the execution as it now stands.
+    Operation { name: "pauseExecution", summary: "Pause an execution",
+        document: document!("pauseExecution"),
+        rest: Some(rest(Method::Post, "/executions/{id}/pause", &[path("id")], "/pauseExecution")) },
+    Operation { name: "resumeExecution", summary: "Resume a paused execution",
+        document: document!("resumeExecution"),
+        rest: Some(rest(Method::Post, "/executions/{id}/resume", &[path("id")], "/resumeExecution")) },
+    Operation { name: "abortExecution", summary: "Abort an execution, with a reason",
+        document: document!("abortExecution"),
+        rest: Some(rest(Method::Post, "/executions/{id}/abort", &[path("id"), body("reason", "/reason")], "/abortExecution")) },
+    Operation { name: "interveneExecution", summary: "Retry, skip, go back, jump, edit state, pause, resume, abort or respond",
+        document: document!("interveneExecution"),
+        rest: Some(rest(Method::Post, "/executions/{id}/actions", &[path("id"), body("action", "/action"), body("step", "/step"), body("output", "/output"),
+            body("patch", "/patch"), body("reason", "/reason"), body("interventionId", "/interventionId"), body("response", "/response"), body("notes", "/notes")], "/interveneExecution")) },
+
+    // Interventions: what waits for people, and their answers.
+    Operation { name: "listExecutionInterventions", summary: "An execution's interventions, with their forms",
+        document: document!("listExecutionInterventions"),
+        rest: Some(rest(Method::Get, "/executions/{id}/interventions", &[path("id"), query("status")], "/execution/interventions")) },
+    Operation { name: "respondToIntervention", summary: "Answer a pending intervention",
+        document: document!("respondToIntervention"),
+        rest: Some(rest(Method::Post, "/executions/{id}/interventions/{interventionId}", &[path("id"), path("interventionId"), body("response", "/response"), body("notes", "/notes")], "/respondToIntervention")) },
+    Operation { name: "listInterventions", summary: "Interventions across executions (pending unless a status is given)",
+        document: document!("listInterventions"),
+        rest: Some(rest(Method::Get, "/interventions", &[query("environment"), query("runtimeId"), query("kind"), query("status"), query("mine"), query("first")], "/interventions")) },
+
+    // Live: served over the WebSocket at /api/v1/ws, not as a REST route.
+    Operation { name: "executionEvents", summary: "An execution's events after a seq, then live",
+        document: document!("executionEvents"), rest: None },
+];
+
+/// The operation named `name`.
+pub fn operation(name: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|operation| operation.name == name)
+}

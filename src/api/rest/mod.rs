@@ -1,0 +1,362 @@
+//! REST at `/api/v1`, generated from the catalogue: each route gathers its GraphQL variables
+//! from the path, query and body, runs the operation's document in-process, and answers with
+//! one field of the result. Validation and permissions are therefore the engine's. Errors are
+//! `application/problem+json`, mapped from GraphQL error codes in [`problem`].
+
+pub mod openapi;
+mod ws;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::Variables;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, get};
+use serde_json::{Map, Value, json};
+
+use crate::api::catalog::{self, Rest, Source};
+use crate::api::graphql::OrgataSchema;
+use crate::api::shapes::{OperationShape, Shapes};
+use crate::schema;
+use crate::server::{AppState, principal};
+
+/// The most a client may wait on `GET /executions/{id}?wait=`.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// One generated route.
+pub struct Route {
+    pub operation: &'static catalog::Operation,
+    pub rest: Rest,
+    pub shape: OperationShape,
+    /// JSON Schema of the JSON body, if the route takes body fields.
+    pub body: Option<Value>,
+    body_validator: Option<schema::Validator>,
+}
+
+/// The REST API: its routes and OpenAPI document, generated once.
+pub struct RestApi {
+    pub routes: Vec<Route>,
+    pub openapi: Value,
+}
+
+impl RestApi {
+    pub fn new(graphql: &OrgataSchema) -> Result<RestApi, String> {
+        let shapes = Shapes::new(graphql)?;
+        let mut routes = Vec::new();
+        for operation in catalog::OPERATIONS {
+            let Some(rest) = operation.rest else { continue };
+            let shape = shapes.operation(operation.document).map_err(|error| format!("{}: {error}", operation.name))?;
+            for bind in rest.binds {
+                if !shape.variables.contains_key(bind.variable) {
+                    return Err(format!(
+                        "{}: the route binds `{}`, which the document does not declare",
+                        operation.name, bind.variable
+                    ));
+                }
+            }
+            let body = body_schema(&rest, &shape);
+            let body_validator = body.as_ref().map(schema::compile).transpose()?;
+            routes.push(Route { operation, rest, shape, body, body_validator });
+        }
+        let openapi = openapi::document(&routes);
+        Ok(RestApi { routes, openapi })
+    }
+}
+
+/// The JSON body's schema: each `Body` bind's variable schema at its pointer.
+fn body_schema(rest: &Rest, shape: &OperationShape) -> Option<Value> {
+    let mut root = json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
+    let mut any = false;
+    for bind in rest.binds {
+        let Source::Body(pointer) = bind.from else { continue };
+        let Some((variable_schema, required)) = shape.variables.get(bind.variable) else { continue };
+        any = true;
+        let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        let mut node = &mut root;
+        for (index, segment) in segments.iter().enumerate() {
+            let last = index + 1 == segments.len();
+            if *required
+                && let Some(list) = node["required"].as_array_mut()
+                && !list.contains(&json!(segment))
+            {
+                list.push(json!(segment));
+            }
+            let properties = &mut node["properties"];
+            if last {
+                properties[*segment] = variable_schema.clone();
+            } else if properties.get(*segment).is_none() {
+                properties[*segment] =
+                    json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
+            }
+            node = &mut node["properties"][*segment];
+        }
+    }
+    any.then_some(root)
+}
+
+/// The router for `/api/v1`: the generated routes, the OpenAPI document and the WebSocket.
+pub fn router(api: Arc<RestApi>) -> Router<AppState> {
+    let mut methods: HashMap<&'static str, MethodRouter<AppState>> = HashMap::new();
+    for (index, route) in api.routes.iter().enumerate() {
+        let filter = match route.rest.method {
+            catalog::Method::Get => MethodFilter::GET,
+            catalog::Method::Post => MethodFilter::POST,
+        };
+        let shared = api.clone();
+        let handler = move |state: State<AppState>,
+                            params: Path<HashMap<String, String>>,
+                            query: Query<HashMap<String, String>>,
+                            headers: HeaderMap,
+                            body: Bytes| {
+            let api = shared.clone();
+            async move { handle(&api.routes[index], state.0, params.0, query.0, &headers, body).await }
+        };
+        let entry = methods.remove(route.rest.path).unwrap_or_default();
+        methods.insert(route.rest.path, entry.on(filter, handler));
+    }
+    let document = api.openapi.clone();
+    let mut router = Router::new()
+        .route("/openapi.json", get(move || async move { axum::Json(document) }))
+        .route("/ws", get(ws::upgrade));
+    for (path, method_router) in methods {
+        router = router.route(path, method_router);
+    }
+    router
+}
+
+async fn handle(
+    route: &Route,
+    state: AppState,
+    params: HashMap<String, String>,
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let variables = match variables(route, &params, &query, headers, &body) {
+        Ok(variables) => variables,
+        Err(response) => return *response,
+    };
+    if route.rest.wait
+        && let Some(wait) = query.get("wait")
+    {
+        let seconds = match wait.parse::<u64>() {
+            Ok(seconds) => seconds.min(MAX_WAIT_SECONDS),
+            Err(_) => {
+                return problem("BAD_INPUT", "`wait` must be a whole number of seconds", &[("?wait", "not a number")]);
+            }
+        };
+        if let Some(Value::String(id)) = variables.get("id")
+            && let Ok(id) = id.parse()
+        {
+            // Errors (an unknown id) surface from the document below.
+            let _ = state.engine.settle(id, Duration::from_secs(seconds)).await;
+        }
+    }
+    let request = async_graphql::Request::new(route.operation.document)
+        .operation_name(route.operation.name)
+        .variables(Variables::from_json(Value::Object(variables)))
+        .data(principal());
+    let response = state.schema.execute(request).await;
+    if let Some(error) = response.errors.first() {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .and_then(|code| code.clone().into_json().ok())
+            .and_then(|code| code.as_str().map(str::to_owned))
+            // Errors async-graphql raises itself (a variable of the wrong type) are bad input.
+            .unwrap_or_else(|| "BAD_INPUT".to_owned());
+        let fields: Vec<(String, String)> = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("errors"))
+            .and_then(|errors| errors.clone().into_json().ok())
+            .and_then(|errors| errors.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|field| {
+                (
+                    field["pointer"].as_str().unwrap_or_default().to_owned(),
+                    field["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let fields: Vec<(&str, &str)> =
+            fields.iter().map(|(pointer, message)| (pointer.as_str(), message.as_str())).collect();
+        return problem(&code, &error.message, &fields);
+    }
+    let data = response.data.into_json().unwrap_or(Value::Null);
+    let result = data.pointer(route.rest.result).cloned().unwrap_or(Value::Null);
+    let status = StatusCode::from_u16(route.rest.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, axum::Json(&result)).into_response();
+    if let Some(template) = route.rest.location {
+        let location = fill(template, &result);
+        if let Ok(value) = HeaderValue::from_str(&format!("/api/v1{location}")) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+    }
+    response
+}
+
+/// `{field}` placeholders filled from the response body.
+fn fill(template: &str, result: &Value) -> String {
+    let mut text = template.to_owned();
+    if let Value::Object(object) = result {
+        for (key, value) in object {
+            if let Some(value) = value.as_str() {
+                text = text.replace(&format!("{{{key}}}"), value);
+            } else if let Some(value) = value.as_i64() {
+                text = text.replace(&format!("{{{key}}}"), &value.to_string());
+            }
+        }
+    }
+    text
+}
+
+/// The GraphQL variables of a request, or the problem response explaining what is wrong.
+fn variables(
+    route: &Route,
+    params: &HashMap<String, String>,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Map<String, Value>, Box<Response>> {
+    let mut variables = Map::new();
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("application/json");
+    let takes_document = route.rest.binds.iter().any(|bind| matches!(bind.from, Source::Document(..)));
+    let json_body: Option<Value> = if body.is_empty() || takes_document {
+        None
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                return Err(Box::new(problem(
+                    "BAD_INPUT",
+                    &format!("the body is not JSON: {error}"),
+                    &[("", "not JSON")],
+                )));
+            }
+        }
+    };
+    if let (Some(validator), Some(body)) = (&route.body_validator, &json_body) {
+        let errors = schema::check(validator, body);
+        if !errors.is_empty() {
+            let fields: Vec<(&str, &str)> =
+                errors.iter().map(|error| (error.pointer.as_str(), error.message.as_str())).collect();
+            return Err(Box::new(problem("BAD_INPUT", "the body does not fit the operation's schema", &fields)));
+        }
+    } else if route.body_validator.is_some() && json_body.is_none() && route.body.as_ref().is_some_and(has_required) {
+        return Err(Box::new(problem("BAD_INPUT", "this operation needs a JSON body", &[("", "missing")])));
+    }
+    for bind in route.rest.binds {
+        let schema = route.shape.variables.get(bind.variable).map(|(schema, _)| schema);
+        match bind.from {
+            Source::Path(name) => {
+                if let Some(value) = params.get(name) {
+                    variables.insert(bind.variable.to_owned(), Value::String(value.clone()));
+                }
+            }
+            Source::Query(name) => {
+                if let Some(text) = query.get(name) {
+                    let value = coerce(text, schema).map_err(|message| {
+                        Box::new(problem(
+                            "BAD_INPUT",
+                            &format!("query parameter `{name}`: {message}"),
+                            &[(&format!("?{name}"), &message)],
+                        ))
+                    })?;
+                    variables.insert(bind.variable.to_owned(), value);
+                }
+            }
+            Source::Body(pointer) => {
+                if let Some(value) = json_body.as_ref().and_then(|body| body.pointer(pointer)) {
+                    variables.insert(bind.variable.to_owned(), value.clone());
+                }
+            }
+            Source::Document(json_variable, text_variable) => {
+                if body.is_empty() {
+                    return Err(Box::new(problem("BAD_INPUT", "the body must hold the package", &[("", "missing")])));
+                }
+                if content_type.starts_with("application/json") {
+                    match serde_json::from_slice::<Value>(body) {
+                        Ok(document) => variables.insert(json_variable.to_owned(), document),
+                        Err(error) => {
+                            return Err(Box::new(problem(
+                                "BAD_INPUT",
+                                &format!("the body is not JSON: {error}"),
+                                &[("", "not JSON")],
+                            )));
+                        }
+                    };
+                } else {
+                    match std::str::from_utf8(body) {
+                        Ok(text) => variables.insert(text_variable.to_owned(), Value::String(text.to_owned())),
+                        Err(_) => {
+                            return Err(Box::new(problem(
+                                "BAD_INPUT",
+                                "the body is not UTF-8 text",
+                                &[("", "not UTF-8")],
+                            )));
+                        }
+                    };
+                }
+            }
+        }
+    }
+    Ok(variables)
+}
+
+fn has_required(schema: &Value) -> bool {
+    schema["required"].as_array().is_some_and(|required| !required.is_empty())
+}
+
+/// A query parameter's text as the JSON its variable expects.
+fn coerce(text: &str, schema: Option<&Value>) -> Result<Value, String> {
+    let kind = schema.map(primitive_type).unwrap_or("string");
+    match kind {
+        "integer" => text.parse::<i64>().map(Value::from).map_err(|_| format!("`{text}` is not an integer")),
+        "boolean" => text.parse::<bool>().map(Value::from).map_err(|_| format!("`{text}` is not true or false")),
+        _ => Ok(Value::String(text.to_owned())),
+    }
+}
+
+/// The JSON type of a (possibly nullable) schema.
+pub(crate) fn primitive_type(schema: &Value) -> &str {
+    if let Some(kind) = schema["type"].as_str() {
+        return kind;
+    }
+    schema["anyOf"]
+        .as_array()
+        .and_then(|options| options.iter().filter_map(|option| option["type"].as_str()).find(|kind| *kind != "null"))
+        .unwrap_or("string")
+}
+
+/// The one mapping from error codes to HTTP: an `application/problem+json` response.
+pub fn problem(code: &str, detail: &str, fields: &[(&str, &str)]) -> Response {
+    let (status, title) = match code {
+        "BAD_INPUT" => (StatusCode::BAD_REQUEST, "Bad input"),
+        "NOT_FOUND" => (StatusCode::NOT_FOUND, "Not found"),
+        "CONFLICT" => (StatusCode::CONFLICT, "Conflict"),
+        "UNAUTHENTICATED" => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
+        "FORBIDDEN" => (StatusCode::FORBIDDEN, "Forbidden"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+    };
+    let code = if status == StatusCode::INTERNAL_SERVER_ERROR { "INTERNAL" } else { code };
+    let body = json!({
+        "type": format!("urn:orgata:problem:{}", code.to_lowercase().replace('_', "-")),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+        "errors": fields.iter().map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect::<Vec<_>>(),
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}

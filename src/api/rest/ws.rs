@@ -1,0 +1,139 @@
+//! WebSocket `/api/v1/ws`: JSON messages to follow executions. Each subscription runs the
+//! catalogue's `executionEvents` GraphQL subscription in-process, so it replays and goes live
+//! exactly like the GraphQL one.
+//!
+//! Client → server: `{"type":"subscribe_execution","executionId":…,"afterSeq":…}`,
+//! `{"type":"unsubscribe_execution","executionId":…}`. Server → client: `subscribed`,
+//! `execution_event` (with `event`), `unsubscribed`, `error` (with `code` and `message`).
+
+use std::collections::HashMap;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::api::catalog;
+use crate::server::{AppState, principal};
+
+/// How many messages may wait for a slow client before its subscriptions pause.
+const OUTBOX: usize = 1024;
+/// How many executions one connection may follow at once.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+pub async fn upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| session(state, socket))
+}
+
+async fn session(state: AppState, socket: WebSocket) {
+    let (mut sender, mut receiver) = socket.split();
+    let (outbox, mut pending) = mpsc::channel::<Value>(OUTBOX);
+    let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::select! {
+            incoming = receiver.next() => {
+                let Some(Ok(message)) = incoming else { break };
+                let text = match message {
+                    Message::Text(text) => text.to_string(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let reply = handle(&state, &text, &outbox, &mut subscriptions);
+                if let Some(reply) = reply && sender.send(Message::text(reply.to_string())).await.is_err() {
+                    break;
+                }
+            }
+            Some(message) = pending.recv() => {
+                if sender.send(Message::text(message.to_string())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for (_, task) in subscriptions {
+        task.abort();
+    }
+}
+
+fn error(code: &str, message: &str, execution_id: Option<&str>) -> Value {
+    json!({"type": "error", "code": code, "message": message, "executionId": execution_id})
+}
+
+/// Handles one client message; returns the immediate reply, if any.
+fn handle(
+    state: &AppState,
+    text: &str,
+    outbox: &mpsc::Sender<Value>,
+    subscriptions: &mut HashMap<String, tokio::task::JoinHandle<()>>,
+) -> Option<Value> {
+    let Ok(message) = serde_json::from_str::<Value>(text) else {
+        return Some(error("BAD_INPUT", "messages are JSON objects with a `type`", None));
+    };
+    let execution_id = message["executionId"].as_str().map(str::to_owned);
+    match (message["type"].as_str(), execution_id) {
+        (Some("subscribe_execution"), Some(execution_id)) => {
+            if subscriptions.len() >= MAX_SUBSCRIPTIONS && !subscriptions.contains_key(&execution_id) {
+                return Some(error(
+                    "BAD_INPUT",
+                    &format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+                    Some(&execution_id),
+                ));
+            }
+            let after_seq = message["afterSeq"].as_i64().unwrap_or(0);
+            if let Some(previous) = subscriptions.remove(&execution_id) {
+                previous.abort();
+            }
+            let task = tokio::spawn(forward(state.clone(), execution_id.clone(), after_seq, outbox.clone()));
+            subscriptions.insert(execution_id.clone(), task);
+            Some(json!({"type": "subscribed", "executionId": execution_id, "afterSeq": after_seq}))
+        }
+        (Some("unsubscribe_execution"), Some(execution_id)) => {
+            if let Some(task) = subscriptions.remove(&execution_id) {
+                task.abort();
+            }
+            Some(json!({"type": "unsubscribed", "executionId": execution_id}))
+        }
+        (Some("subscribe_execution" | "unsubscribe_execution"), None) => {
+            Some(error("BAD_INPUT", "`executionId` is required", None))
+        }
+        _ => Some(error(
+            "BAD_INPUT",
+            "unknown message type; expected subscribe_execution or unsubscribe_execution",
+            None,
+        )),
+    }
+}
+
+/// Runs the `executionEvents` subscription and forwards each event.
+async fn forward(state: AppState, execution_id: String, after_seq: i64, outbox: mpsc::Sender<Value>) {
+    let Some(operation) = catalog::operation("executionEvents") else { return };
+    let request = async_graphql::Request::new(operation.document)
+        .variables(async_graphql::Variables::from_json(json!({"id": execution_id, "afterSeq": after_seq})))
+        .data(principal());
+    let mut stream = state.schema.execute_stream(request);
+    while let Some(response) = stream.next().await {
+        let message = match response.errors.first() {
+            Some(failure) => {
+                let code = failure
+                    .extensions
+                    .as_ref()
+                    .and_then(|extensions| extensions.get("code"))
+                    .and_then(|code| code.clone().into_json().ok())
+                    .and_then(|code| code.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "BAD_INPUT".to_owned());
+                let message = error(&code, &failure.message, Some(&execution_id));
+                let _ = outbox.send(message).await;
+                return;
+            }
+            None => {
+                let data = response.data.into_json().unwrap_or(Value::Null);
+                json!({"type": "execution_event", "executionId": execution_id, "event": data["executionEvents"]})
+            }
+        };
+        if outbox.send(message).await.is_err() {
+            return;
+        }
+    }
+}
