@@ -71,6 +71,26 @@ pub struct Config {
     #[arg(long, env = "ORGATA_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Accept HS256 JWT bearer tokens signed with this secret.
+    #[arg(long, env = "ORGATA_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// Accept RS256 JWT bearer tokens verified with the PEM public key in this file.
+    #[arg(long, env = "ORGATA_JWT_RS256_PUBLIC_KEY_FILE")]
+    pub jwt_rs256_public_key_file: Option<PathBuf>,
+
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "ORGATA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "ORGATA_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Origins browsers may call from (CORS), comma-separated; none by default.
+    #[arg(long, env = "ORGATA_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "ORGATA_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -94,6 +114,11 @@ impl Config {
             model_api_key: None,
             webhook_allow: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
+            jwt_hs256_secret: None,
+            jwt_rs256_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            cors_allow_origin: Vec::new(),
             log_format: "text".to_owned(),
         }
     }
@@ -118,6 +143,21 @@ impl Config {
             model: self.model_name.clone(),
             api_key: self.model_api_key.clone(),
         });
+        if self.jwt_hs256_secret.is_some() || self.jwt_rs256_public_key_file.is_some() {
+            let rs256_public_key = match &self.jwt_rs256_public_key_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|error| format!("cannot read the JWT public key {}: {error}", path.display()))?,
+                ),
+                None => None,
+            };
+            engine.jwt = Some(crate::engine::auth::JwtConfig {
+                hs256_secret: self.jwt_hs256_secret.clone(),
+                rs256_public_key,
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+            });
+        }
         if !self.webhook_allow.is_empty() {
             let mut allow: HashMap<Environment, Vec<String>> = HashMap::new();
             for entry in &self.webhook_allow {

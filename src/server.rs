@@ -25,6 +25,9 @@ use crate::engine::{DeployRequest, Engine, Environment, Principal};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// Whether the server listens on loopback only, where the local user may act as
+    /// `developer` as long as no keys are configured.
+    pub loopback: bool,
     pub schema: OrgataSchema,
     pub rest: Arc<RestApi>,
     pub metrics: Arc<Metrics>,
@@ -41,30 +44,44 @@ pub struct Metrics {
     websockets: AtomicI64,
 }
 
-/// Who a request acts as. Until API keys exist the server only listens on loopback, where the
-/// local user is the `developer` principal.
-pub(crate) fn principal() -> Principal {
-    Principal::new("developer", Vec::<String>::new(), true)
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+/// Who a request acts as, the same way on every protocol.
+pub(crate) async fn caller(state: &AppState, token: Option<&str>) -> Result<Principal, crate::engine::Error> {
+    state.engine.authenticate(token, state.loopback).await
+}
+
+fn unauthenticated_graphql(error: crate::engine::Error) -> Response {
+    let body = serde_json::json!({"data": null, "errors": [{"message": error.public_message(), "extensions": {"code": error.code().as_str()}}]});
+    (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
 }
 
 /// Runs the server on `listener` until SIGINT or SIGTERM.
 pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listener's address")?;
-    if !address.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to listen on {address}: this server has no API keys configured, so it only accepts loopback \
-             addresses (127.0.0.1 or ::1). Use --listen 127.0.0.1:8080."
-        );
-    }
     let engine_config = config.engine().map_err(anyhow::Error::msg)?;
     let engine = Engine::start(engine_config)
         .await
         .with_context(|| format!("starting the engine on {}", crate::store::redact(&config.database_url())))?;
+    let loopback = address.ip().is_loopback();
+    if !loopback && !engine.keys_configured().await.context("checking for API keys")? {
+        engine.stop();
+        anyhow::bail!(
+            "refusing to listen on {address}: no API key or JWT verification is configured, so anyone who can reach \
+             this address would be let in. Create a key first, e.g. `orgata keys create --name admin --grant \
+             production:admin,staging:admin,development:admin,simulation:admin`, or listen on 127.0.0.1."
+        );
+    }
     if config.deploys_examples() {
         deploy_examples(&engine, &config).await;
     }
-    let state = state(engine.clone()).map_err(anyhow::Error::msg)?;
-    let app = router(state, config.max_body_bytes);
+    let state = state(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
+    let app = router(state, config.max_body_bytes, &config.cors_allow_origin).map_err(anyhow::Error::msg)?;
     tracing::info!(%address, "orgata is listening; GraphiQL at http://{address}/graphql");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     engine.stop();
@@ -73,7 +90,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
 }
 
 /// The application state for an engine: its schema and metrics.
-pub fn state(engine: Engine) -> Result<AppState, String> {
+pub fn state(engine: Engine, loopback: bool) -> Result<AppState, String> {
     let metrics = Arc::new(Metrics::default());
     let counted = metrics.clone();
     let mut events = engine.subscribe_all();
@@ -90,11 +107,11 @@ pub fn state(engine: Engine) -> Result<AppState, String> {
     });
     let schema = graphql::build(engine.clone());
     let rest = Arc::new(RestApi::new(&schema)?);
-    Ok(AppState { schema, rest, engine, metrics })
+    Ok(AppState { schema, rest, engine, metrics, loopback })
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Result<Router, String> {
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
@@ -104,11 +121,37 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    if cors_origins.is_empty() {
+        return Ok(router);
+    }
+    let origins = cors_origins
+        .iter()
+        .map(|origin| {
+            origin
+                .parse::<axum::http::HeaderValue>()
+                .map_err(|_| format!("CORS origin `{origin}` is not a valid header value"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::LOCATION]);
+    Ok(router.layer(cors))
 }
 
-async fn graphql_post(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner().data(principal())).await.into()
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    match caller(&state, bearer(&headers).as_deref()).await {
+        Ok(principal) => {
+            GraphQLResponse::from(state.schema.execute(request.into_inner().data(principal)).await).into_response()
+        }
+        Err(error) => unauthenticated_graphql(error),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -121,7 +164,11 @@ struct GetParameters {
 
 /// A browser gets GraphiQL; a client with `?query=` gets an answer. GET never mutates, so a
 /// link cannot change anything.
-async fn graphql_get(State(state): State<AppState>, Query(parameters): Query<GetParameters>) -> Response {
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(parameters): Query<GetParameters>,
+) -> Response {
     let Some(query) = parameters.query else {
         return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
             .into_response();
@@ -149,19 +196,38 @@ async fn graphql_get(State(state): State<AppState>, Query(parameters): Query<Get
     if let Some(operation_name) = parameters.operation_name {
         request = request.operation_name(operation_name);
     }
-    GraphQLResponse::from(state.schema.execute(request.data(principal())).await).into_response()
+    match caller(&state, bearer(&headers).as_deref()).await {
+        Ok(principal) => GraphQLResponse::from(state.schema.execute(request.data(principal)).await).into_response(),
+        Err(error) => unauthenticated_graphql(error),
+    }
 }
 
 /// Subscriptions over WebSocket, speaking `graphql-transport-ws` and the legacy `graphql-ws`.
-async fn graphql_ws(State(state): State<AppState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+/// The token may come in the upgrade request's `Authorization` header or, since browsers cannot
+/// set headers on WebSockets, in `connection_init`'s payload as `Authorization` or `token`.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let schema = state.schema.clone();
     let metrics = state.metrics.clone();
+    let header_token = bearer(&headers);
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| async move {
         metrics.websockets.fetch_add(1, Ordering::Relaxed);
         GraphQLWebSocket::new(stream, schema, protocol)
-            .on_connection_init(|_payload| async move {
+            .on_connection_init(move |payload| async move {
+                let from_payload = ["Authorization", "authorization", "token"].iter().find_map(|key| {
+                    let value = payload.get(*key)?.as_str()?;
+                    Some(value.strip_prefix("Bearer ").unwrap_or(value).to_owned())
+                });
+                let token = from_payload.or(header_token);
+                let principal = caller(&state, token.as_deref())
+                    .await
+                    .map_err(|error| async_graphql::Error::new(error.public_message()))?;
                 let mut data = Data::default();
-                data.insert(principal());
+                data.insert(principal);
                 Ok(data)
             })
             .serve()

@@ -14,7 +14,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use orgata::engine::{
     Command, DeployRequest, Environment, Error, ErrorCode, EventType, ExecuteRequest, ExecutionFilter, ExecutionId,
-    ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig, Principal,
+    ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig,
 };
 use orgata::package::load_path;
 use serde_json::{Value, json};
@@ -70,11 +70,11 @@ async fn pbj_sandwich_runs_to_completion_through_a_person() {
         intervention.form_schema["properties"]["jelly_flavor"]["enum"],
         json!(["grape", "strawberry", "apricot"])
     );
-    let waiting = harness.engine.execution(id).await.expect("execution");
+    let waiting = harness.engine.execution(&admin(), id).await.expect("execution");
     assert_eq!(waiting.current_step.as_deref(), Some("choose-jelly"));
     assert_eq!(waiting.steps["gather-ingredients"], json!({"bread_slices": 2, "peanut_butter": true, "jelly": true}));
 
-    let cook = Principal::new("casey", ["cook"], false);
+    let cook = common::person("casey", &["cook"]);
     harness
         .engine
         .act(
@@ -115,7 +115,7 @@ async fn pbj_sandwich_runs_to_completion_through_a_person() {
     let resolved = history.iter().find(|event| event.event_type == InterventionResolved).expect("resolved event");
     assert_eq!(resolved.actor, "casey");
     // One checkpoint at the start and one after each of the four steps.
-    let checkpoints = harness.engine.checkpoints(id).await.expect("checkpoints");
+    let checkpoints = harness.engine.checkpoints(&admin(), id).await.expect("checkpoints");
     assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.step_index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
 }
 
@@ -167,7 +167,7 @@ async fn responses_are_validated_role_checked_and_answered_once() {
     assert_eq!(invalid.code(), ErrorCode::BadInput);
     assert_eq!(invalid.field_errors()[0].pointer, "/jelly_flavor");
 
-    let stranger = Principal::new("sam", ["waiter"], false);
+    let stranger = common::person("sam", &["waiter"]);
     let forbidden = harness
         .engine
         .act(
@@ -213,7 +213,7 @@ async fn responses_are_validated_role_checked_and_answered_once() {
     let done = harness.wait_status(id, ExecutionStatus::Completed).await;
     assert_eq!(done.output.expect("output")["flavor"], "apricot");
     assert_eq!(
-        harness.engine.intervention(intervention.id).await.expect("intervention").status,
+        harness.engine.intervention(&admin(), intervention.id).await.expect("intervention").status,
         InterventionStatus::Resolved
     );
 }
@@ -280,7 +280,7 @@ async fn retries_back_off_then_fall_back_to_a_person() {
     let done = harness.wait_status(id, ExecutionStatus::Completed).await;
     assert_eq!(done.output, Some(json!({"ok": true})));
     assert_eq!(
-        harness.engine.intervention(failure.id).await.expect("intervention").status,
+        harness.engine.intervention(&admin(), failure.id).await.expect("intervention").status,
         InterventionStatus::Cancelled
     );
     let types = harness.types(id).await;
@@ -343,7 +343,10 @@ async fn skip_back_and_jump_move_through_checkpoints() {
     harness.engine.act(&admin(), id, Command::Back).await.expect("back");
     let second = harness.wait_intervention(id).await;
     assert_ne!(first.id, second.id);
-    assert_eq!(harness.engine.intervention(first.id).await.expect("first").status, InterventionStatus::Cancelled);
+    assert_eq!(
+        harness.engine.intervention(&admin(), first.id).await.expect("first").status,
+        InterventionStatus::Cancelled
+    );
 
     // JUMP to `three` with the nearest checkpoint before it: `ask` never answered.
     harness.engine.act(&admin(), id, Command::Jump { step: "ask".into() }).await.expect("jump to the same step");
@@ -394,7 +397,7 @@ async fn pause_resume_edit_state_and_abort() {
         .await
         .expect("answer while paused");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let still = harness.engine.execution(id).await.expect("execution");
+    let still = harness.engine.execution(&admin(), id).await.expect("execution");
     assert_eq!(still.status, ExecutionStatus::Paused);
     assert_eq!(still.current_step.as_deref(), Some("assemble-sandwich"));
 
@@ -427,7 +430,7 @@ async fn pause_resume_edit_state_and_abort() {
         harness.engine.act(&admin(), id, Command::Abort { reason: "out of bread".into() }).await.expect("aborted");
     assert_eq!(aborted.status, ExecutionStatus::Aborted);
     assert_eq!(
-        harness.engine.intervention(pending.id).await.expect("intervention").status,
+        harness.engine.intervention(&admin(), pending.id).await.expect("intervention").status,
         InterventionStatus::Cancelled
     );
     let late = harness.engine.act(&admin(), id, Command::Resume).await.expect_err("finished");
@@ -488,14 +491,14 @@ async fn sub_playbooks_run_as_children_and_report_back() {
     assert_eq!(parent.current_step.as_deref(), Some("kyc"));
     let children = harness
         .engine
-        .executions(&ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
+        .executions(&admin(), &ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
         .await
         .expect("children");
     assert_eq!(children.items.len(), 1);
     let child = children.items[0].id;
     let review = harness.wait_intervention(child).await;
     assert_eq!(review.role.as_deref(), Some("compliance"));
-    let compliance = Principal::new("cora", ["compliance"], false);
+    let compliance = common::person("cora", &["compliance"]);
     harness
         .engine
         .act(
@@ -563,14 +566,14 @@ playbooks:
     harness.wait_status(id, ExecutionStatus::Waiting).await;
     let child = harness
         .engine
-        .executions(&ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
+        .executions(&admin(), &ExecutionFilter { parent_id: Some(id), ..Default::default() }, 10, None)
         .await
         .expect("children")
         .items[0]
         .id;
     harness.wait_intervention(child).await;
     harness.engine.act(&admin(), id, Command::Abort { reason: "not needed".into() }).await.expect("aborted");
-    let child = harness.engine.execution(child).await.expect("child");
+    let child = harness.engine.execution(&admin(), child).await.expect("child");
     assert_eq!(child.status, ExecutionStatus::Aborted);
     assert!(harness.pending(child.id).await.is_empty());
 }
@@ -888,7 +891,7 @@ async fn deployments_are_versioned_and_executions_stay_pinned() {
         .await
         .expect_err("bad slug");
     assert_eq!(bad_id.code(), ErrorCode::BadInput);
-    let versions = harness.engine.runtime_versions("pinned-v1").await.expect("versions");
+    let versions = harness.engine.runtime_versions(&admin(), "pinned-v1").await.expect("versions");
     assert_eq!(versions.iter().map(|runtime| runtime.version).collect::<Vec<_>>(), vec![2, 1]);
     let invalid =
         harness.deploy_yaml("package: x\nversion: one\n", Environment::Development).await.expect_err("invalid");
@@ -919,12 +922,18 @@ async fn listing_pages_newest_first() {
     }
     ids.reverse();
     let filter = ExecutionFilter { runtime_id: Some("kitchen-v1".into()), ..Default::default() };
-    let first = harness.engine.executions(&filter, 2, None).await.expect("page 1");
+    let first = harness.engine.executions(&admin(), &filter, 2, None).await.expect("page 1");
     assert!(first.has_next_page);
-    let second =
-        harness.engine.executions(&filter, 2, first.items.last().map(|execution| execution.id)).await.expect("page 2");
-    let third =
-        harness.engine.executions(&filter, 2, second.items.last().map(|execution| execution.id)).await.expect("page 3");
+    let second = harness
+        .engine
+        .executions(&admin(), &filter, 2, first.items.last().map(|execution| execution.id))
+        .await
+        .expect("page 2");
+    let third = harness
+        .engine
+        .executions(&admin(), &filter, 2, second.items.last().map(|execution| execution.id))
+        .await
+        .expect("page 3");
     assert!(!third.has_next_page);
     let listed: Vec<ExecutionId> =
         [first.items, second.items, third.items].concat().iter().map(|execution| execution.id).collect();

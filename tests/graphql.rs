@@ -40,7 +40,7 @@ async fn the_pbj_flow_over_http() {
                  playbook(runtimeId: "kitchen-v1", name: "pbj-sandwich") { inputSchema fields { name type required enum widget label } steps { name kind role } }
                  role(runtimeId: "kitchen-v1", name: "cook") { capabilities }
                  operation(runtimeId: "kitchen-v1", name: "gather-ingredients") { kind outputFields { name type } }
-                 me { id admin } }"#,
+                 me { id grants administers } }"#,
             json!({}),
         )
         .await;
@@ -57,7 +57,9 @@ async fn the_pbj_flow_over_http() {
     assert_eq!(steps, ["gather-ingredients", "choose-jelly", "assemble-sandwich", "cleanup"]);
     assert_eq!(data["role"]["capabilities"], json!(["food-preparation", "ingredient-gathering"]));
     assert_eq!(data["operation"]["kind"], "TRANSFORM");
-    assert_eq!(data["me"], json!({"id": "developer", "admin": true}));
+    // The loopback developer: development and simulation only.
+    assert_eq!(data["me"]["id"], "developer");
+    assert_eq!(data["me"]["administers"], json!(["SIMULATION", "DEVELOPMENT"]));
 
     let id = start_pbj(&server).await;
     let intervention = pending_intervention(&server, &id).await;
@@ -400,7 +402,7 @@ async fn the_server_refuses_non_loopback_addresses_without_keys() {
     let directory = tempfile::tempdir().expect("directory");
     let config = orgata::Config::new(orgata::store::sqlite_url(&directory.path().join("o.db")));
     let error = orgata::serve(listener, config).await.expect_err("refused");
-    assert!(error.to_string().contains("loopback"), "{error}");
+    assert!(error.to_string().contains("orgata keys create"), "the message says how to create a key: {error}");
 }
 
 #[test]

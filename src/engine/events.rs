@@ -131,9 +131,14 @@ impl Engine {
 
     /// The execution once it is no longer RUNNING, or as it stands when `wait` is up. Backed
     /// by the event stream: nothing polls the database in a loop.
-    pub async fn settle(&self, execution: ExecutionId, wait: std::time::Duration) -> Result<crate::engine::Execution> {
+    pub async fn settle(
+        &self,
+        principal: &crate::engine::Principal,
+        execution: ExecutionId,
+        wait: std::time::Duration,
+    ) -> Result<crate::engine::Execution> {
         use futures::StreamExt;
-        let current = self.execution(execution).await?;
+        let current = self.execution(principal, execution).await?;
         if current.status != crate::engine::ExecutionStatus::Running {
             return Ok(current);
         }
@@ -151,7 +156,7 @@ impl Engine {
         if let Ok(result) = tokio::time::timeout(wait, settled).await {
             result?;
         }
-        self.execution(execution).await
+        self.execution(principal, execution).await
     }
 
     /// Every event of every execution as it is published, for streams that filter by

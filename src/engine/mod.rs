@@ -4,7 +4,9 @@
 //! Every transition is one database transaction ([`tx::Tx`]); workers ([`worker`]) run steps of
 //! RUNNING executions; parked executions are rows, not tasks.
 
+pub mod access;
 pub mod agent;
+pub mod auth;
 pub mod definition;
 pub mod error;
 mod events;
@@ -27,9 +29,12 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+pub use access::{Access, Grants, Resource};
 pub use error::{Error, ErrorCode, Result};
 pub use transition::Command;
 pub use types::*;
+
+use crate::engine::access::authorize;
 
 use crate::engine::agent::{Model, OpenAiModel};
 use crate::engine::definition::Definition;
@@ -46,7 +51,7 @@ pub struct EngineConfig {
     pub database_schema: Option<String>,
     /// Database connections in the pool.
     pub pool_size: u32,
-    /// Steps run concurrently at most.
+    /// Steps run concurrently at most; 0 runs no workers at all (for administration tools).
     pub workers: usize,
     /// How long a replica's claim on a running execution lasts without renewal.
     pub lease: Duration,
@@ -54,6 +59,8 @@ pub struct EngineConfig {
     pub model: Option<ModelConfig>,
     /// URL prefixes webhook steps may call, per environment.
     pub webhook_allow: HashMap<Environment, Vec<String>>,
+    /// JWT verification, if bearer JWTs are accepted.
+    pub jwt: Option<auth::JwtConfig>,
 }
 
 /// An OpenAI-compatible chat-completions endpoint.
@@ -80,6 +87,7 @@ impl EngineConfig {
                 (Environment::Development, loopback.clone()),
                 (Environment::Simulation, loopback),
             ]),
+            jwt: None,
         }
     }
 
@@ -209,7 +217,10 @@ impl Engine {
         });
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let mut tasks = Vec::new();
-        for _ in 0..inner.config.workers.max(1) {
+        if inner.config.workers == 0 {
+            return Ok(Engine { inner });
+        }
+        for _ in 0..inner.config.workers {
             let engine = inner.clone();
             let receiver = receiver.clone();
             tasks.push(tokio::spawn(async move {
@@ -262,6 +273,7 @@ impl Engine {
             None => format!("{}-v{}", package.package, package.version.split('.').next().unwrap_or("0")),
         };
         check_slug(&runtime_id)?;
+        authorize(principal, request.environment, Access::Write, Resource::Runtime)?;
         self.check_webhooks(&package, request.environment, &request.package)?;
         for _ in 0..5 {
             match self
@@ -357,12 +369,15 @@ impl Engine {
     }
 
     /// The latest version of every runtime, optionally of one environment, ordered by id.
-    pub async fn runtimes(&self, environment: Option<Environment>) -> Result<Vec<Runtime>> {
-        let mut query =
-            runtime::Entity::find().order_by_asc(runtime::Column::Id).order_by_desc(runtime::Column::Version);
+    pub async fn runtimes(&self, principal: &Principal, environment: Option<Environment>) -> Result<Vec<Runtime>> {
         if let Some(environment) = environment {
-            query = query.filter(runtime::Column::Environment.eq(environment.as_str()));
+            authorize(principal, environment, Access::Read, Resource::Runtime)?;
         }
+        let readable = readable(principal, Resource::Runtime, environment);
+        let query = runtime::Entity::find()
+            .filter(runtime::Column::Environment.is_in(readable))
+            .order_by_asc(runtime::Column::Id)
+            .order_by_desc(runtime::Column::Version);
         let mut seen = HashSet::new();
         query
             .all(self.inner.store.connection())
@@ -374,12 +389,13 @@ impl Engine {
     }
 
     /// A runtime at a version, or its latest.
-    pub async fn runtime(&self, id: &str, version: Option<i32>) -> Result<Runtime> {
-        Ok(self.inner.runtime_definition(id, version).await?.runtime.clone())
+    pub async fn runtime(&self, principal: &Principal, id: &str, version: Option<i32>) -> Result<Runtime> {
+        Ok(self.definition(principal, id, version, Resource::Runtime).await?.runtime.clone())
     }
 
     /// Every version of a runtime, newest first.
-    pub async fn runtime_versions(&self, id: &str) -> Result<Vec<Runtime>> {
+    pub async fn runtime_versions(&self, principal: &Principal, id: &str) -> Result<Vec<Runtime>> {
+        self.definition(principal, id, None, Resource::Runtime).await?;
         let rows = runtime::Entity::find()
             .filter(runtime::Column::Id.eq(id))
             .order_by_desc(runtime::Column::Version)
@@ -392,8 +408,16 @@ impl Engine {
     }
 
     /// The compiled definition of a runtime at a version, or its latest.
-    pub async fn definition(&self, id: &str, version: Option<i32>) -> Result<Arc<Definition>> {
-        self.inner.runtime_definition(id, version).await
+    pub async fn definition(
+        &self,
+        principal: &Principal,
+        id: &str,
+        version: Option<i32>,
+        resource: Resource,
+    ) -> Result<Arc<Definition>> {
+        let definition = self.inner.runtime_definition(id, version).await?;
+        authorize(principal, definition.runtime.environment, Access::Read, resource)?;
+        Ok(definition)
     }
 
     // ----- Executions -----------------------------------------------------------------------
@@ -402,6 +426,7 @@ impl Engine {
     /// playbook's input schema, with every error reported.
     pub async fn execute(&self, principal: &Principal, request: ExecuteRequest) -> Result<Execution> {
         let definition = self.inner.runtime_definition(&request.runtime_id, None).await?;
+        authorize(principal, definition.runtime.environment, Access::Write, Resource::Execution)?;
         let playbook = definition.playbook(&request.playbook)?.clone();
         if let Some(validator) = &playbook.input_validator {
             crate::schema::validate(validator, &request.input)
@@ -472,26 +497,32 @@ impl Engine {
         }
     }
 
-    pub async fn execution(&self, id: ExecutionId) -> Result<Execution> {
+    pub async fn execution(&self, principal: &Principal, id: ExecutionId) -> Result<Execution> {
         let row = execution::Entity::find_by_id(id.to_string())
             .one(self.inner.store.connection())
             .await?
             .ok_or(Error::ExecutionNotFound(id))?;
+        authorize(principal, records::parse(&row.environment)?, Access::Read, Resource::Execution)?;
         self.inner.to_execution(&row).await
     }
 
     /// Executions newest first; `after` is the id of the last item of the previous page.
     pub async fn executions(
         &self,
+        principal: &Principal,
         filter: &ExecutionFilter,
         first: u64,
         after: Option<ExecutionId>,
     ) -> Result<Page<Execution>> {
         let first = first.clamp(1, MAX_PAGE);
-        let mut condition = Condition::all();
         if let Some(environment) = filter.environment {
-            condition = condition.add(execution::Column::Environment.eq(environment.as_str()));
+            authorize(principal, environment, Access::Read, Resource::Execution)?;
         }
+        let mut condition = Condition::all().add(execution::Column::Environment.is_in(readable(
+            principal,
+            Resource::Execution,
+            filter.environment,
+        )));
         if let Some(runtime_id) = &filter.runtime_id {
             condition = condition.add(execution::Column::RuntimeId.eq(runtime_id.as_str()));
         }
@@ -536,13 +567,19 @@ impl Engine {
     }
 
     /// History after `after_seq`, at most `limit` events.
-    pub async fn history(&self, id: ExecutionId, after_seq: i64, limit: u64) -> Result<Vec<Event>> {
-        self.execution_exists(id).await?;
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        id: ExecutionId,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<Event>> {
+        self.readable_execution(principal, id).await?;
         events::read(&self.inner, id, after_seq, None, limit.clamp(1, 10_000)).await
     }
 
-    pub async fn checkpoints(&self, id: ExecutionId) -> Result<Vec<Checkpoint>> {
-        self.execution_exists(id).await?;
+    pub async fn checkpoints(&self, principal: &Principal, id: ExecutionId) -> Result<Vec<Checkpoint>> {
+        self.readable_execution(principal, id).await?;
         checkpoint::Entity::find()
             .filter(checkpoint::Column::ExecutionId.eq(id.to_string()))
             .order_by_asc(checkpoint::Column::Seq)
@@ -553,32 +590,44 @@ impl Engine {
             .collect()
     }
 
-    async fn execution_exists(&self, id: ExecutionId) -> Result<()> {
-        let found = execution::Entity::find_by_id(id.to_string())
+    async fn readable_execution(&self, principal: &Principal, id: ExecutionId) -> Result<()> {
+        let environment = execution::Entity::find_by_id(id.to_string())
             .select_only()
-            .column(execution::Column::Id)
+            .column(execution::Column::Environment)
             .into_tuple::<String>()
             .one(self.inner.store.connection())
-            .await?;
-        found.map(|_| ()).ok_or(Error::ExecutionNotFound(id))
+            .await?
+            .ok_or(Error::ExecutionNotFound(id))?;
+        authorize(principal, records::parse(&environment)?, Access::Read, Resource::Execution)
     }
 
     // ----- Interventions and steering ---------------------------------------------------------
 
-    pub async fn intervention(&self, id: InterventionId) -> Result<Intervention> {
+    pub async fn intervention(&self, principal: &Principal, id: InterventionId) -> Result<Intervention> {
         let row = intervention::Entity::find_by_id(id.to_string())
             .one(self.inner.store.connection())
             .await?
             .ok_or(Error::InterventionNotFound(id))?;
-        records::intervention(row)
+        let intervention = records::intervention(row)?;
+        authorize(principal, intervention.environment, Access::Read, Resource::Intervention)?;
+        Ok(intervention)
     }
 
     /// Interventions, oldest first.
-    pub async fn interventions(&self, filter: &InterventionFilter, limit: u64) -> Result<Vec<Intervention>> {
-        let mut condition = Condition::all();
+    pub async fn interventions(
+        &self,
+        principal: &Principal,
+        filter: &InterventionFilter,
+        limit: u64,
+    ) -> Result<Vec<Intervention>> {
         if let Some(environment) = filter.environment {
-            condition = condition.add(intervention::Column::Environment.eq(environment.as_str()));
+            authorize(principal, environment, Access::Read, Resource::Intervention)?;
         }
+        let mut condition = Condition::all().add(intervention::Column::Environment.is_in(readable(
+            principal,
+            Resource::Intervention,
+            filter.environment,
+        )));
         if let Some(runtime_id) = &filter.runtime_id {
             condition = condition.add(intervention::Column::RuntimeId.eq(runtime_id.as_str()));
         }
@@ -591,10 +640,20 @@ impl Engine {
         if let Some(kind) = filter.kind {
             condition = condition.add(intervention::Column::Kind.eq(kind.as_str()));
         }
-        if let Some(principal) = filter.answerable_by.as_ref().filter(|principal| !principal.admin) {
-            let roles: Vec<String> = principal.roles.iter().cloned().collect();
+        if let Some(answerer) = &filter.answerable_by {
+            // Admins of an environment answer anything in it; others what their roles cover.
+            let administered: Vec<&str> = Environment::ALL
+                .iter()
+                .copied()
+                .filter(|environment| answerer.grants.is_admin(*environment))
+                .map(Environment::as_str)
+                .collect();
+            let roles: Vec<String> = answerer.roles.iter().cloned().collect();
             condition = condition.add(
-                Condition::any().add(intervention::Column::Role.is_null()).add(intervention::Column::Role.is_in(roles)),
+                Condition::any()
+                    .add(intervention::Column::Environment.is_in(administered))
+                    .add(intervention::Column::Role.is_null())
+                    .add(intervention::Column::Role.is_in(roles)),
             );
         }
         intervention::Entity::find()
@@ -631,6 +690,17 @@ impl Engine {
     pub async fn act(&self, principal: &Principal, id: ExecutionId, command: Command) -> Result<Execution> {
         transition::apply(&self.inner, principal, id, command).await
     }
+}
+
+/// The environments where `principal` may read `resource`, narrowed to `only` if given.
+fn readable(principal: &Principal, resource: Resource, only: Option<Environment>) -> Vec<&'static str> {
+    principal
+        .grants
+        .readable(resource)
+        .into_iter()
+        .filter(|environment| only.is_none_or(|only| only == *environment))
+        .map(Environment::as_str)
+        .collect()
 }
 
 fn check_slug(id: &str) -> Result<()> {

@@ -187,32 +187,47 @@ macro_rules! uuid_id {
 uuid_id!(ExecutionId, "execution");
 uuid_id!(InterventionId, "intervention");
 
-/// Who did something: a principal's id, or `system` for the engine itself.
+/// Who did something: a person, a key, or `system` for the engine itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// Stable id, recorded as the actor of history events.
     pub id: String,
     /// Package roles the principal holds (e.g. `cook`).
     pub roles: BTreeSet<String>,
-    /// Admins may answer any intervention.
-    pub admin: bool,
+    /// What the principal may do, per environment.
+    pub grants: crate::engine::access::Grants,
 }
 
 impl Principal {
     pub const SYSTEM: &'static str = "system";
 
-    /// The engine itself.
+    /// The engine itself: everything everywhere.
     pub fn system() -> Principal {
-        Principal { id: Principal::SYSTEM.to_owned(), roles: BTreeSet::new(), admin: true }
+        Principal {
+            id: Principal::SYSTEM.to_owned(),
+            roles: BTreeSet::new(),
+            grants: crate::engine::access::Grants::all(),
+        }
     }
 
-    pub fn new(id: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>, admin: bool) -> Principal {
-        Principal { id: id.into(), roles: roles.into_iter().map(Into::into).collect(), admin }
+    pub fn new(
+        id: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+        grants: crate::engine::access::Grants,
+    ) -> Principal {
+        Principal { id: id.into(), roles: roles.into_iter().map(Into::into).collect(), grants }
     }
 
-    /// Whether the principal may answer an intervention assigned to `role`.
-    pub fn may_answer(&self, role: Option<&str>) -> bool {
-        self.admin || role.is_none_or(|role| self.roles.contains(role))
+    /// The local user of a loopback server with no keys: development and simulation only.
+    pub fn developer() -> Principal {
+        let grants = crate::engine::access::Grants::parse(&["development", "simulation"]).unwrap_or_default();
+        Principal::new("developer", Vec::<String>::new(), grants)
+    }
+
+    /// Whether the principal may answer an intervention assigned to `role` in `environment`:
+    /// it holds the role, or administers the environment.
+    pub fn may_answer(&self, role: Option<&str>, environment: Environment) -> bool {
+        self.grants.is_admin(environment) || role.is_none_or(|role| self.roles.contains(role))
     }
 }
 

@@ -22,7 +22,14 @@ pub struct Harness {
 
 /// A principal that may do anything.
 pub fn admin() -> Principal {
-    Principal::new("admin", Vec::<String>::new(), true)
+    Principal::new("admin", Vec::<String>::new(), orgata::engine::Grants::all())
+}
+
+/// A principal with the default development grants (not an admin of anything else) and roles.
+pub fn person(id: &str, roles: &[&str]) -> Principal {
+    let grants = orgata::engine::Grants::parse(&["development:write:execution", "development:write:intervention"])
+        .expect("grants");
+    Principal::new(id, roles.iter().copied(), grants)
 }
 
 /// The example packages, relative to the crate root.
@@ -77,12 +84,12 @@ impl Harness {
     pub async fn wait_for(&self, id: ExecutionId, what: &str, done: impl Fn(&Execution) -> bool) -> Execution {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let execution = self.engine.execution(id).await.expect("execution exists");
+            let execution = self.engine.execution(&admin(), id).await.expect("execution exists");
             if done(&execution) {
                 return execution;
             }
             if tokio::time::Instant::now() > deadline {
-                let history = self.engine.history(id, 0, 1000).await.unwrap_or_default();
+                let history = self.engine.history(&admin(), id, 0, 1000).await.unwrap_or_default();
                 let types: Vec<String> = history
                     .iter()
                     .map(|event| format!("{} {:?} {}", event.event_type, event.step, event.payload))
@@ -116,11 +123,11 @@ impl Harness {
             status: Some(InterventionStatus::Pending),
             ..Default::default()
         };
-        self.engine.interventions(&filter, 100).await.expect("interventions")
+        self.engine.interventions(&admin(), &filter, 100).await.expect("interventions")
     }
 
     pub async fn history(&self, id: ExecutionId) -> Vec<Event> {
-        self.engine.history(id, 0, 10_000).await.expect("history")
+        self.engine.history(&admin(), id, 0, 10_000).await.expect("history")
     }
 
     pub async fn types(&self, id: ExecutionId) -> Vec<EventType> {

@@ -47,8 +47,14 @@ impl Mutation {
             package,
             only_if_changed: false,
         };
-        let runtime = engine.deploy(principal(context)?, request).await.map_err(to_graphql)?;
-        Ok(Runtime(engine.definition(&runtime.id, Some(runtime.version)).await.map_err(to_graphql)?))
+        let principal = principal(context)?;
+        let runtime = engine.deploy(principal, request).await.map_err(to_graphql)?;
+        Ok(Runtime(
+            engine
+                .definition(principal, &runtime.id, Some(runtime.version), core::Resource::Runtime)
+                .await
+                .map_err(to_graphql)?,
+        ))
     }
 
     /// Starts a playbook on the latest version of a runtime.

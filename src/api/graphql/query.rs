@@ -8,7 +8,7 @@ use crate::api::graphql::types::{
     Playbook, Role, Runtime,
 };
 use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
-use crate::engine::{self as core, Error};
+use crate::engine::{self as core, Error, Resource};
 
 pub struct Query;
 
@@ -22,28 +22,45 @@ impl Query {
     /// The latest version of every runtime, optionally of one environment.
     async fn runtimes(&self, context: &Context<'_>, environment: Option<Environment>) -> ApiResult<Vec<Runtime>> {
         let engine = engine(context)?;
-        let runtimes = engine.runtimes(environment.map(Into::into)).await.map_err(to_graphql)?;
+        let principal = principal(context)?;
+        let runtimes = engine.runtimes(principal, environment.map(Into::into)).await.map_err(to_graphql)?;
         let mut found = Vec::with_capacity(runtimes.len());
         for runtime in runtimes {
-            found.push(Runtime(engine.definition(&runtime.id, Some(runtime.version)).await.map_err(to_graphql)?));
+            found.push(Runtime(
+                engine
+                    .definition(principal, &runtime.id, Some(runtime.version), Resource::Runtime)
+                    .await
+                    .map_err(to_graphql)?,
+            ));
         }
         Ok(found)
     }
 
     /// A runtime at a version, or its latest.
     async fn runtime(&self, context: &Context<'_>, id: String, version: Option<i32>) -> ApiResult<Runtime> {
-        Ok(Runtime(engine(context)?.definition(&id, version).await.map_err(to_graphql)?))
+        Ok(Runtime(
+            engine(context)?
+                .definition(principal(context)?, &id, version, Resource::Runtime)
+                .await
+                .map_err(to_graphql)?,
+        ))
     }
 
     /// A playbook of the latest version of a runtime.
     async fn playbook(&self, context: &Context<'_>, runtime_id: String, name: String) -> ApiResult<Playbook> {
-        let definition = engine(context)?.definition(&runtime_id, None).await.map_err(to_graphql)?;
+        let definition = engine(context)?
+            .definition(principal(context)?, &runtime_id, None, Resource::Playbook)
+            .await
+            .map_err(to_graphql)?;
         definition.playbook(&name).map_err(to_graphql)?;
         Ok(Playbook { definition, name })
     }
 
     async fn role(&self, context: &Context<'_>, runtime_id: String, name: String) -> ApiResult<Role> {
-        let definition = engine(context)?.definition(&runtime_id, None).await.map_err(to_graphql)?;
+        let definition = engine(context)?
+            .definition(principal(context)?, &runtime_id, None, Resource::Role)
+            .await
+            .map_err(to_graphql)?;
         let role = definition.runtime.package.roles.iter().find(|role| role.name == name).ok_or_else(|| {
             to_graphql(Error::DefinitionNotFound { runtime: runtime_id.clone(), kind: "role", name: name.clone() })
         })?;
@@ -51,7 +68,10 @@ impl Query {
     }
 
     async fn operation(&self, context: &Context<'_>, runtime_id: String, name: String) -> ApiResult<Operation> {
-        let definition = engine(context)?.definition(&runtime_id, None).await.map_err(to_graphql)?;
+        let definition = engine(context)?
+            .definition(principal(context)?, &runtime_id, None, Resource::Operation)
+            .await
+            .map_err(to_graphql)?;
         let operation =
             definition.runtime.package.operations.iter().find(|operation| operation.name == name).ok_or_else(|| {
                 to_graphql(Error::DefinitionNotFound {
@@ -84,7 +104,8 @@ impl Query {
         if first < 1 {
             return Err(to_graphql(Error::BadInput("`first` must be at least 1".to_owned())));
         }
-        let page = engine(context)?.executions(&filter, first as u64, after).await.map_err(to_graphql)?;
+        let page =
+            engine(context)?.executions(principal(context)?, &filter, first as u64, after).await.map_err(to_graphql)?;
         let mut connection = Connection::new(after.is_some(), page.has_next_page);
         connection.edges.extend(
             page.items.into_iter().map(|execution| Edge::new(execution.id.to_string(), Execution::from(execution))),
@@ -94,7 +115,7 @@ impl Query {
 
     async fn execution(&self, context: &Context<'_>, id: ID) -> ApiResult<Execution> {
         let id = parse_id(&id, "/id")?;
-        Ok(engine(context)?.execution(id).await.map_err(to_graphql)?.into())
+        Ok(engine(context)?.execution(principal(context)?, id).await.map_err(to_graphql)?.into())
     }
 
     /// Interventions, oldest first; pending ones unless a status is given.
@@ -114,18 +135,31 @@ impl Query {
             kind: filter.kind.map(Into::into),
             answerable_by: filter.mine.then(|| principal(context)).transpose()?.cloned(),
         };
-        let found = engine(context)?.interventions(&filter, first.max(1) as u64).await.map_err(to_graphql)?;
+        let found = engine(context)?
+            .interventions(principal(context)?, &filter, first.max(1) as u64)
+            .await
+            .map_err(to_graphql)?;
         Ok(found.into_iter().map(Intervention::from).collect())
     }
 
     async fn intervention(&self, context: &Context<'_>, id: ID) -> ApiResult<Intervention> {
         let id = parse_id(&id, "/id")?;
-        Ok(engine(context)?.intervention(id).await.map_err(to_graphql)?.into())
+        Ok(engine(context)?.intervention(principal(context)?, id).await.map_err(to_graphql)?.into())
     }
 
     /// The caller.
     async fn me(&self, context: &Context<'_>) -> ApiResult<Me> {
         let principal = principal(context)?;
-        Ok(Me { id: principal.id.clone(), roles: principal.roles.iter().cloned().collect(), admin: principal.admin })
+        Ok(Me {
+            id: principal.id.clone(),
+            roles: principal.roles.iter().cloned().collect(),
+            grants: principal.grants.to_strings(),
+            administers: principal
+                .grants
+                .environments()
+                .filter(|environment| principal.grants.is_admin(*environment))
+                .map(Into::into)
+                .collect(),
+        })
     }
 }

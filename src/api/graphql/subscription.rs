@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::api::graphql::types::{Environment, Event, EventType, Intervention};
-use crate::api::graphql::{ApiResult, engine, parse_id, to_graphql};
+use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
 use crate::engine::{self as core, Error};
 
 pub struct Subscription;
@@ -27,8 +27,8 @@ impl Subscription {
         let started = async {
             let id = parse_id(&execution_id, "/executionId")?;
             let engine = engine(context)?.clone();
-            // Unknown executions are an error now, not a silent empty stream.
-            engine.execution(id).await.map_err(to_graphql)?;
+            // Unknown or unreadable executions are an error now, not a silent empty stream.
+            engine.execution(principal(context)?, id).await.map_err(to_graphql)?;
             Ok::<_, async_graphql::Error>(engine.subscribe(id, after_seq))
         };
         match started.await {
@@ -46,8 +46,8 @@ impl Subscription {
         runtime_id: Option<String>,
         types: Option<Vec<EventType>>,
     ) -> BoxStream<'static, ApiResult<Event>> {
-        let receiver = match engine(context) {
-            Ok(engine) => engine.subscribe_all(),
+        let (receiver, readable) = match engine(context).and_then(|engine| Ok((engine, principal(context)?))) {
+            Ok((engine, principal)) => (engine.subscribe_all(), principal.grants.readable(core::Resource::Execution)),
             Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
         };
         let environment: Option<core::Environment> = environment.map(Into::into);
@@ -56,7 +56,8 @@ impl Subscription {
             .filter_map(move |item| {
             let keep = match &item {
                 Ok(event) => {
-                    environment.is_none_or(|environment| event.environment == environment)
+                    readable.contains(&event.environment)
+                        && environment.is_none_or(|environment| event.environment == environment)
                         && runtime_id.as_ref().is_none_or(|runtime| &event.runtime_id == runtime)
                         && types.as_ref().is_none_or(|types| types.contains(&event.event_type))
                 }
@@ -81,16 +82,18 @@ impl Subscription {
         environment: Option<Environment>,
         role: Option<String>,
     ) -> BoxStream<'static, ApiResult<Intervention>> {
-        let engine = match engine(context) {
-            Ok(engine) => engine.clone(),
-            Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
-        };
+        let (engine, principal) =
+            match engine(context).and_then(|engine| Ok((engine.clone(), principal(context)?.clone()))) {
+                Ok(found) => found,
+                Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
+            };
         let environment: Option<core::Environment> = environment.map(Into::into);
         let receiver = engine.subscribe_all();
         BroadcastStream::new(receiver)
             .filter_map(move |item| {
                 let engine = engine.clone();
                 let role = role.clone();
+                let principal = principal.clone();
                 async move {
                     let event: Arc<core::Event> = item.ok()?;
                     if event.event_type != core::EventType::InterventionRequested
@@ -104,7 +107,12 @@ impl Subscription {
                         return None;
                     }
                     let id = event.payload.get("interventionId")?.as_str()?.parse().ok()?;
-                    Some(engine.intervention(id).await.map(Intervention::from).map_err(to_graphql))
+                    // Interventions the caller may not read are skipped, not reported.
+                    engine
+                        .intervention(&principal, id)
+                        .await
+                        .ok()
+                        .map(|intervention| Ok(Intervention::from(intervention)))
                 }
             })
             .boxed()

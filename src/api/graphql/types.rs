@@ -355,14 +355,17 @@ impl Execution {
         #[graphql(default = 0)] after_seq: i64,
         #[graphql(default = 1000)] first: i32,
     ) -> ApiResult<Vec<Event>> {
-        let events =
-            engine(context)?.history(self.execution_id, after_seq, first.max(1) as u64).await.map_err(to_graphql)?;
+        let events = engine(context)?
+            .history(principal(context)?, self.execution_id, after_seq, first.max(1) as u64)
+            .await
+            .map_err(to_graphql)?;
         Ok(events.into_iter().map(Event::from).collect())
     }
 
     /// Snapshots recorded after every step; BACK and JUMP return to them.
     async fn checkpoints(&self, context: &Context<'_>) -> ApiResult<Vec<Checkpoint>> {
-        let checkpoints = engine(context)?.checkpoints(self.execution_id).await.map_err(to_graphql)?;
+        let checkpoints =
+            engine(context)?.checkpoints(principal(context)?, self.execution_id).await.map_err(to_graphql)?;
         Ok(checkpoints.into_iter().map(Checkpoint::from).collect())
     }
 
@@ -380,7 +383,10 @@ impl Execution {
     /// Child executions started by `playbook` steps.
     async fn children(&self, context: &Context<'_>) -> ApiResult<Vec<Execution>> {
         let filter = core::ExecutionFilter { parent_id: Some(self.execution_id), ..Default::default() };
-        let page = engine(context)?.executions(&filter, core::MAX_PAGE, None).await.map_err(to_graphql)?;
+        let page = engine(context)?
+            .executions(principal(context)?, &filter, core::MAX_PAGE, None)
+            .await
+            .map_err(to_graphql)?;
         Ok(page.items.into_iter().map(Execution::from).collect())
     }
 }
@@ -477,7 +483,7 @@ impl Intervention {
 
     /// Whether the caller may answer it.
     async fn answerable(&self, context: &Context<'_>) -> ApiResult<bool> {
-        Ok(principal(context)?.may_answer(self.role.as_deref()))
+        Ok(principal(context)?.may_answer(self.role.as_deref(), self.environment.into()))
     }
 }
 
@@ -508,8 +514,12 @@ impl From<core::Intervention> for Intervention {
 #[derive(SimpleObject)]
 pub struct Me {
     pub id: String,
+    /// Package roles held, e.g. `cook`.
     pub roles: Vec<String>,
-    pub admin: bool,
+    /// Grants, as `environment:access[:resource]`.
+    pub grants: Vec<String>,
+    /// Environments the caller administers.
+    pub administers: Vec<Environment>,
 }
 
 // ----- Inputs -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ use crate::api::catalog::{self, Rest, Source};
 use crate::api::graphql::OrgataSchema;
 use crate::api::shapes::{OperationShape, Shapes};
 use crate::schema;
-use crate::server::{AppState, principal};
+use crate::server::{AppState, bearer, caller};
 
 /// The most a client may wait on `GET /executions/{id}?wait=`.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -137,6 +137,10 @@ async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = match caller(&state, bearer(headers).as_deref()).await {
+        Ok(principal) => principal,
+        Err(error) => return problem(error.code().as_str(), &error.public_message(), &[]),
+    };
     let variables = match variables(route, &params, &query, headers, &body) {
         Ok(variables) => variables,
         Err(response) => return *response,
@@ -154,13 +158,13 @@ async fn handle(
             && let Ok(id) = id.parse()
         {
             // Errors (an unknown id) surface from the document below.
-            let _ = state.engine.settle(id, Duration::from_secs(seconds)).await;
+            let _ = state.engine.settle(&principal, id, Duration::from_secs(seconds)).await;
         }
     }
     let request = async_graphql::Request::new(route.operation.document)
         .operation_name(route.operation.name)
         .variables(Variables::from_json(Value::Object(variables)))
-        .data(principal());
+        .data(principal);
     let response = state.schema.execute(request).await;
     if let Some(error) = response.errors.first() {
         let code = error

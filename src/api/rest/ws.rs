@@ -16,18 +16,30 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::api::catalog;
-use crate::server::{AppState, principal};
+use crate::engine::Principal;
+use crate::server::{AppState, bearer, caller};
 
 /// How many messages may wait for a slow client before its subscriptions pause.
 const OUTBOX: usize = 1024;
 /// How many executions one connection may follow at once.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
-pub async fn upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| session(state, socket))
+/// The connection authenticates once, with the upgrade request's `Authorization` header or a
+/// `?token=` query parameter (browsers cannot set headers on WebSockets).
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let token = bearer(&headers).or_else(|| query.get("token").cloned());
+    match caller(&state, token.as_deref()).await {
+        Ok(principal) => upgrade.on_upgrade(move |socket| session(state, principal, socket)),
+        Err(error) => crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]),
+    }
 }
 
-async fn session(state: AppState, socket: WebSocket) {
+async fn session(state: AppState, principal: Principal, socket: WebSocket) {
     let (mut sender, mut receiver) = socket.split();
     let (outbox, mut pending) = mpsc::channel::<Value>(OUTBOX);
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -40,7 +52,7 @@ async fn session(state: AppState, socket: WebSocket) {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                let reply = handle(&state, &text, &outbox, &mut subscriptions);
+                let reply = handle(&state, &principal, &text, &outbox, &mut subscriptions);
                 if let Some(reply) = reply && sender.send(Message::text(reply.to_string())).await.is_err() {
                     break;
                 }
@@ -64,6 +76,7 @@ fn error(code: &str, message: &str, execution_id: Option<&str>) -> Value {
 /// Handles one client message; returns the immediate reply, if any.
 fn handle(
     state: &AppState,
+    principal: &Principal,
     text: &str,
     outbox: &mpsc::Sender<Value>,
     subscriptions: &mut HashMap<String, tokio::task::JoinHandle<()>>,
@@ -85,7 +98,13 @@ fn handle(
             if let Some(previous) = subscriptions.remove(&execution_id) {
                 previous.abort();
             }
-            let task = tokio::spawn(forward(state.clone(), execution_id.clone(), after_seq, outbox.clone()));
+            let task = tokio::spawn(forward(
+                state.clone(),
+                principal.clone(),
+                execution_id.clone(),
+                after_seq,
+                outbox.clone(),
+            ));
             subscriptions.insert(execution_id.clone(), task);
             Some(json!({"type": "subscribed", "executionId": execution_id, "afterSeq": after_seq}))
         }
@@ -107,11 +126,17 @@ fn handle(
 }
 
 /// Runs the `executionEvents` subscription and forwards each event.
-async fn forward(state: AppState, execution_id: String, after_seq: i64, outbox: mpsc::Sender<Value>) {
+async fn forward(
+    state: AppState,
+    principal: Principal,
+    execution_id: String,
+    after_seq: i64,
+    outbox: mpsc::Sender<Value>,
+) {
     let Some(operation) = catalog::operation("executionEvents") else { return };
     let request = async_graphql::Request::new(operation.document)
         .variables(async_graphql::Variables::from_json(json!({"id": execution_id, "afterSeq": after_seq})))
-        .data(principal());
+        .data(principal);
     let mut stream = state.schema.execute_stream(request);
     while let Some(response) = stream.next().await {
         let message = match response.errors.first() {

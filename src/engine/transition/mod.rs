@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::engine::Inner;
+use crate::engine::access::{Access, Resource, authorize};
 use crate::engine::error::{Error, Result};
 use crate::engine::progress::status;
 use crate::engine::records;
@@ -101,12 +102,17 @@ pub(crate) async fn apply(
 ) -> Result<Execution> {
     let action = command.action();
     let (mut tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
+    let environment = records::parse(&row.environment)?;
+    authorize(principal, environment, Access::Write, Resource::Execution)?;
     let current = status(&row)?;
     let reopens_child = current == Failed
         && row.parent_id.is_some()
         && matches!(action, Action::Retry | Action::Skip | Action::Back | Action::Jump);
     if !is_legal(action, current) || reopens_child {
         return Err(Error::WrongState { id, status: current, action });
+    }
+    if action == Action::Respond {
+        authorize(principal, environment, Access::Write, Resource::Intervention)?;
     }
     let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
     let playbook = definition.playbook(&row.playbook)?.clone();

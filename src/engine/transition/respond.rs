@@ -34,7 +34,8 @@ pub(super) async fn apply(
     if status != InterventionStatus::Pending || found.epoch != row.epoch {
         return Err(Error::InterventionClosed { id, status });
     }
-    if !principal.may_answer(found.role.as_deref()) {
+    let environment: crate::engine::types::Environment = parse(&found.environment)?;
+    if !principal.may_answer(found.role.as_deref(), environment) {
         return Err(Error::Forbidden(format!(
             "intervention {id} is assigned to role `{}`, which {} does not hold",
             found.role.as_deref().unwrap_or_default(),
