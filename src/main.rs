@@ -20,12 +20,56 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(Box<orgata::Config>),
+    /// Manage API keys (the secret is printed once, at creation).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Work with the frontend contract.
     #[command(subcommand)]
     Contract(ContractCommand),
     /// Work with packages.
     #[command(subcommand)]
     Package(PackageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// Who or what the key is for.
+        #[arg(long)]
+        name: String,
+        /// Package roles the key holds (e.g. cook); repeat or separate with commas.
+        #[arg(long = "role", value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Grants, `environment[:read|write|admin[:resource]]`; repeat or separate with commas.
+        #[arg(long = "grant", value_delimiter = ',', required = true)]
+        grants: Vec<String>,
+        #[command(flatten)]
+        database: Database,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        database: Database,
+    },
+    /// Revoke a key; requests with it are refused at once.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+        #[command(flatten)]
+        database: Database,
+    },
+}
+
+/// The database an administration command works on.
+#[derive(Debug, Clone, clap::Args)]
+struct Database {
+    /// Database URL (default: `orgata.db` in the working directory).
+    #[arg(long, env = "ORGATA_DATABASE_URL")]
+    database_url: Option<String>,
+    /// PostgreSQL schema that holds Orgata's tables.
+    #[arg(long, env = "ORGATA_DATABASE_SCHEMA")]
+    database_schema: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +112,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Keys(command)) => keys(command),
         Some(Command::Package(PackageCommand::Validate { path })) => validate(&path),
         Some(Command::Package(PackageCommand::Schema { out })) => schema(out),
     }
@@ -93,6 +138,66 @@ fn serve(config: orgata::Config) -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("orgata: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a key command on an engine with no workers, as the command line's own principal.
+fn keys(command: KeysCommand) -> ExitCode {
+    let database = match &command {
+        KeysCommand::Create { database, .. }
+        | KeysCommand::List { database }
+        | KeysCommand::Revoke { database, .. } => database.clone(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        let mut config = orgata::engine::EngineConfig::new(
+            database.database_url.unwrap_or_else(|| orgata::store::sqlite_url(std::path::Path::new("orgata.db"))),
+        );
+        config.database_schema = database.database_schema;
+        config.workers = 0;
+        let engine = orgata::engine::Engine::start(config).await.map_err(|error| error.to_string())?;
+        // Whoever can run this command on the server owns its database.
+        let operator = orgata::engine::Principal::new("operator", Vec::<String>::new(), orgata::engine::Grants::all());
+        match command {
+            KeysCommand::Create { name, roles, grants, .. } => {
+                let (key, token) =
+                    engine.create_key(&operator, &name, &roles, &grants).await.map_err(|error| error.to_string())?;
+                println!("created key {} ({}) with grants {}", key.id, key.name, key.grants.join(","));
+                println!("{token}");
+                eprintln!("This is the only time the key is shown; store it now.");
+            }
+            KeysCommand::List { .. } => {
+                for key in engine.keys(&operator).await.map_err(|error| error.to_string())? {
+                    let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!(
+                        "{}\t{}\t{}\troles={}\tgrants={}",
+                        key.id,
+                        key.name,
+                        state,
+                        key.roles.join(","),
+                        key.grants.join(",")
+                    );
+                }
+            }
+            KeysCommand::Revoke { id, .. } => {
+                let key = engine.revoke_key(&operator, &id).await.map_err(|error| error.to_string())?;
+                println!("revoked key {} ({})", key.id, key.name);
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("orgata keys: {error}");
             ExitCode::FAILURE
         }
     }

@@ -186,7 +186,7 @@ impl Engine {
         let row = api_key::Entity::find_by_id(id.to_owned())
             .one(self.inner.store.connection())
             .await?
-            .ok_or_else(|| Error::BadInput(format!("there is no API key `{id}`")))?;
+            .ok_or_else(|| Error::NotFound(format!("there is no API key `{id}`")))?;
         let key = record(row.clone());
         may_manage(principal, &Grants::parse(&key.grants).map_err(Error::Internal)?)?;
         let mut active = row.into_active_model();

@@ -53,6 +53,9 @@ pub enum Error {
     #[error("step `{step}` not found in playbook `{playbook}`")]
     StepNotFound { playbook: String, step: String },
     /// NOT_FOUND
+    #[error("{0}")]
+    NotFound(String),
+    /// NOT_FOUND
     #[error("execution {0} not found")]
     ExecutionNotFound(ExecutionId),
     /// NOT_FOUND
@@ -89,6 +92,7 @@ impl Error {
         match self {
             Error::InvalidPackage { .. } | Error::InvalidValue { .. } | Error::BadInput(_) => ErrorCode::BadInput,
             Error::RuntimeNotFound(_)
+            | Error::NotFound(_)
             | Error::PlaybookNotFound { .. }
             | Error::DefinitionNotFound { .. }
             | Error::StepNotFound { .. }

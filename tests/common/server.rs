@@ -13,6 +13,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    /// The database, for administration commands run beside the server.
+    pub database_url: String,
+    pub database_schema: Option<String>,
     _directory: tempfile::TempDir,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -27,6 +30,11 @@ impl TestServer {
     /// Starts `orgata::serve` with the example packages deployed, on SQLite or (with
     /// `ORGATA_TEST_DATABASE_URL`) a fresh PostgreSQL schema.
     pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the configuration adjusted first.
+    pub async fn start_with(configure: impl FnOnce(&mut orgata::Config)) -> TestServer {
         let directory = tempfile::tempdir().expect("temporary directory");
         let mut config = match std::env::var("ORGATA_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
@@ -39,11 +47,14 @@ impl TestServer {
         config.examples = true;
         config.no_examples = false;
         config.examples_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        configure(&mut config);
+        let database_url = config.database_url();
+        let database_schema = config.database_schema.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let task = tokio::spawn(orgata::serve(listener, config));
         let client = reqwest::Client::new();
-        let server = TestServer { base, client, _directory: directory, task };
+        let server = TestServer { base, client, database_url, database_schema, _directory: directory, task };
         server.wait_ready().await;
         server
     }
@@ -59,6 +70,45 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("the server never became ready");
+    }
+
+    /// Runs `orgata keys …` on the server's database; returns its standard output.
+    pub fn keys(&self, arguments: &[&str]) -> String {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_orgata"));
+        command.arg("keys").args(arguments).env("ORGATA_DATABASE_URL", &self.database_url);
+        if let Some(schema) = &self.database_schema {
+            command.env("ORGATA_DATABASE_SCHEMA", schema);
+        }
+        let output = command.output().expect("orgata keys runs");
+        assert!(
+            output.status.success(),
+            "orgata keys {arguments:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Creates a key with the CLI; returns its token.
+    pub fn create_key(&self, name: &str, roles: &str, grants: &str) -> String {
+        let mut arguments = vec!["create", "--name", name, "--grant", grants];
+        if !roles.is_empty() {
+            arguments.extend(["--role", roles]);
+        }
+        let printed = self.keys(&arguments);
+        printed.lines().find(|line| line.starts_with("orgata_")).expect("the token is printed").to_owned()
+    }
+
+    /// Runs a GraphQL document as the holder of `token`; returns the whole response body.
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        response.json().await.expect("JSON body")
     }
 
     /// Runs a GraphQL document over HTTP POST; returns the whole response body.

@@ -3,8 +3,8 @@
 use async_graphql::{Context, ID, Object};
 
 use crate::api::graphql::types::{
-    DeployRuntimeInput, ExecutePlaybookInput, Execution, InterveneExecutionInput, InterventionAction,
-    RespondToInterventionInput, Runtime,
+    ApiKey, CreateApiKeyInput, CreatedApiKey, DeployRuntimeInput, ExecutePlaybookInput, Execution,
+    InterveneExecutionInput, InterventionAction, RespondToInterventionInput, Runtime,
 };
 use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
 use crate::engine::{self as core, Command, Error};
@@ -90,6 +90,20 @@ impl Mutation {
         let intervention_id = parse_id(&input.intervention_id, "/interventionId")?;
         let command = Command::Respond { intervention_id, response: input.response, notes: input.notes };
         act(context, &input.execution_id, "/executionId", command).await
+    }
+
+    /// Creates an API key (admins of every environment it grants). The token is shown once.
+    async fn create_api_key(&self, context: &Context<'_>, input: CreateApiKeyInput) -> ApiResult<CreatedApiKey> {
+        let (key, token) = engine(context)?
+            .create_key(principal(context)?, &input.name, &input.roles, &input.grants)
+            .await
+            .map_err(to_graphql)?;
+        Ok(CreatedApiKey { key: key.into(), token })
+    }
+
+    /// Revokes an API key at once.
+    async fn revoke_api_key(&self, context: &Context<'_>, id: String) -> ApiResult<ApiKey> {
+        Ok(engine(context)?.revoke_key(principal(context)?, &id).await.map_err(to_graphql)?.into())
     }
 
     /// Steers an execution: any action, with the arguments that action needs.

@@ -147,6 +147,12 @@ impl Query {
         Ok(engine(context)?.intervention(principal(context)?, id).await.map_err(to_graphql)?.into())
     }
 
+    /// API keys, without secrets (for admins).
+    async fn api_keys(&self, context: &Context<'_>) -> ApiResult<Vec<crate::api::graphql::types::ApiKey>> {
+        let keys = engine(context)?.keys(principal(context)?).await.map_err(to_graphql)?;
+        Ok(keys.into_iter().map(Into::into).collect())
+    }
+
     /// The caller.
     async fn me(&self, context: &Context<'_>) -> ApiResult<Me> {
         let principal = principal(context)?;

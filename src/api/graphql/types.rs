@@ -616,3 +616,49 @@ pub struct InterventionFilter {
     #[graphql(default)]
     pub mine: bool,
 }
+
+/// An API key, without its secret.
+#[derive(SimpleObject)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub grants: Vec<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<core::auth::ApiKey> for ApiKey {
+    fn from(key: core::auth::ApiKey) -> Self {
+        ApiKey {
+            id: key.id,
+            name: key.name,
+            roles: key.roles,
+            grants: key.grants,
+            created_by: key.created_by,
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// A new key and its secret token, shown this once.
+#[derive(SimpleObject)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    /// `Authorization: Bearer <token>`; it is not stored and cannot be shown again.
+    pub token: String,
+}
+
+/// A key to create.
+#[derive(Debug, Clone, InputObject, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateApiKeyInput {
+    pub name: String,
+    #[graphql(default)]
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `environment[:read|write|admin[:resource]]`, e.g. `production:read`.
+    pub grants: Vec<String>,
+}

@@ -1,0 +1,435 @@
+//! Authentication and permissions against the running server: one permission table, asserted
+//! over GraphQL and over REST alike, plus revocation, roles, JWTs and secrets in logs.
+
+#[path = "common/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use server::TestServer;
+
+const ADMIN_GRANTS: &str = "production:admin,staging:admin,development:admin,simulation:admin";
+
+/// What a principal tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    ReadRuntime,
+    Deploy,
+    Start,
+    ReadExecution,
+    Answer,
+    Pause,
+}
+
+const ACTIONS: [Action; 6] =
+    [Action::ReadRuntime, Action::Deploy, Action::Start, Action::ReadExecution, Action::Answer, Action::Pause];
+const ENVIRONMENTS: [&str; 3] = ["production", "staging", "development"];
+
+/// The permission table: (principal, environment, action) → allowed. The same table holds for
+/// every protocol.
+fn allowed(principal: &str, environment: &str, action: Action) -> bool {
+    use Action::*;
+    match (principal, environment) {
+        // production defaults: read everything, run and answer processes, deploy nothing.
+        ("prod", "production") => matches!(action, ReadRuntime | Start | ReadExecution | Answer | Pause),
+        // development defaults: everything, and admin (so it answers without the role).
+        ("dev", "development") => true,
+        ("reader", "staging") => matches!(action, ReadRuntime | ReadExecution),
+        _ => false,
+    }
+}
+
+struct World {
+    server: TestServer,
+    ops: String,
+    tokens: Vec<(&'static str, String)>,
+}
+
+fn runtime(environment: &str) -> String {
+    match environment {
+        "development" => "kitchen-v1".to_owned(),
+        other => format!("kitchen-{other}"),
+    }
+}
+
+async fn start_pbj(server: &TestServer, token: &str, environment: &str) -> String {
+    let body = server
+        .graphql_as(
+            token,
+            "mutation($runtime: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
+            json!({"runtime": runtime(environment)}),
+        )
+        .await;
+    body["data"]["executePlaybook"]["id"].as_str().unwrap_or_else(|| panic!("started: {body}")).to_owned()
+}
+
+/// The pending intervention of an execution, once it waits.
+async fn pending(server: &TestServer, token: &str, id: &str) -> String {
+    for _ in 0..500 {
+        let body = server
+            .graphql_as(
+                token,
+                "query($id: ID!) { execution(id: $id) { interventions(status: PENDING) { id } } }",
+                json!({"id": id}),
+            )
+            .await;
+        if let Some(found) = body["data"]["execution"]["interventions"][0]["id"].as_str() {
+            return found.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} never waited for a person");
+}
+
+impl World {
+    async fn new() -> World {
+        let server = TestServer::start().await;
+        let ops = server.create_key("ops", "", ADMIN_GRANTS);
+        let kitchen = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/kitchen/playbooks/pbj-sandwich.yaml"
+        ))
+        .expect("playbook");
+        let operation = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/kitchen/operations/gather-ingredients.yaml"
+        ))
+        .expect("operation");
+        let package = json!({
+            "package": "kitchen", "version": "1.0.0",
+            "roles": [{"name": "cook"}],
+            "operations": [serde_yaml_ng::from_str::<Value>(&operation).expect("yaml")],
+            "playbooks": [serde_yaml_ng::from_str::<Value>(&kitchen).expect("yaml")],
+        });
+        for environment in ["production", "staging"] {
+            let body = server
+                .graphql_as(
+                    &ops,
+                    "mutation($input: DeployRuntimeInput!) { deployRuntime(input: $input) { id } }",
+                    json!({"input": {"runtimeId": runtime(environment), "environment": environment.to_uppercase(), "package": package}}),
+                )
+                .await;
+            assert!(body.get("errors").is_none(), "{body}");
+        }
+        let tokens = vec![
+            ("prod", server.create_key("prod", "cook", "production")),
+            ("dev", server.create_key("dev", "", "development")),
+            ("reader", server.create_key("reader", "cook", "staging:read")),
+        ];
+        World { server, ops, tokens }
+    }
+}
+
+/// Tries one action over GraphQL; true if allowed, false if FORBIDDEN (anything else fails).
+async fn graphql_try(world: &World, token: &str, environment: &str, action: Action) -> bool {
+    let server = &world.server;
+    let (query, variables) = match action {
+        Action::ReadRuntime => ("query($id: String!) { runtime(id: $id) { id } }", json!({"id": runtime(environment)})),
+        Action::Deploy => (
+            "mutation($input: DeployRuntimeInput!) { deployRuntime(input: $input) { id } }",
+            json!({"input": {"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"}}),
+        ),
+        Action::Start => (
+            "mutation($runtime: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
+            json!({"runtime": runtime(environment)}),
+        ),
+        Action::ReadExecution => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            ("query($id: ID!) { execution(id: $id) { id } }", json!({"id": id}))
+        }
+        Action::Answer => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            let intervention = pending(server, &world.ops, &id).await;
+            (
+                "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id } }",
+                json!({"id": id, "i": intervention}),
+            )
+        }
+        Action::Pause => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            pending(server, &world.ops, &id).await;
+            ("mutation($id: ID!) { pauseExecution(id: $id) { id } }", json!({"id": id}))
+        }
+    };
+    let body = server.graphql_as(token, query, variables).await;
+    match body["errors"][0]["extensions"]["code"].as_str() {
+        None => true,
+        Some("FORBIDDEN") => false,
+        Some(other) => panic!("{action:?} in {environment}: unexpected {other}: {body}"),
+    }
+}
+
+/// Tries one action over REST; true if allowed, false if 403 (anything else fails).
+async fn rest_try(world: &World, token: &str, environment: &str, action: Action) -> bool {
+    let server = &world.server;
+    let base = format!("{}/api/v1", server.base);
+    let request = match action {
+        Action::ReadRuntime => server.client.get(format!("{base}/runtimes/{}", runtime(environment))),
+        Action::Deploy => server
+            .client
+            .post(format!("{base}/runtimes?environment={}&runtimeId=desk-{environment}", environment.to_uppercase()))
+            .header("content-type", "application/yaml")
+            .body("package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"),
+        Action::Start => server
+            .client
+            .post(format!("{base}/runtimes/{}/executions", runtime(environment)))
+            .json(&json!({"playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})),
+        Action::ReadExecution => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            server.client.get(format!("{base}/executions/{id}"))
+        }
+        Action::Answer => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            let intervention = pending(server, &world.ops, &id).await;
+            server.client.post(format!("{base}/executions/{id}/interventions/{intervention}")).json(&json!({"response": {"jelly_flavor": "grape"}}))
+        }
+        Action::Pause => {
+            let id = start_pbj(server, &world.ops, environment).await;
+            pending(server, &world.ops, &id).await;
+            server.client.post(format!("{base}/executions/{id}/pause"))
+        }
+    };
+    let response = request.bearer_auth(token).send().await.expect("sent");
+    match response.status().as_u16() {
+        200 | 201 => true,
+        403 => false,
+        other => {
+            panic!("{action:?} in {environment}: unexpected {other}: {}", response.text().await.unwrap_or_default())
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_permission_table_holds_on_every_protocol() {
+    let world = World::new().await;
+    let mut mismatches = Vec::new();
+    for (name, token) in &world.tokens {
+        for environment in ENVIRONMENTS {
+            for action in ACTIONS {
+                let expected = allowed(name, environment, action);
+                let over_graphql = graphql_try(&world, token, environment, action).await;
+                let over_rest = rest_try(&world, token, environment, action).await;
+                if over_graphql != expected || over_rest != expected {
+                    mismatches.push(format!(
+                        "{name} {environment} {action:?}: expected {expected}, GraphQL {over_graphql}, REST {over_rest}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "the permission table does not hold:\n{}", mismatches.join("\n"));
+}
+
+#[tokio::test]
+async fn roles_revocation_and_missing_credentials() {
+    let world = World::new().await;
+    let server = &world.server;
+    // A principal without the cook role cannot answer a cook's intervention.
+    let stranger = server.create_key("stranger", "waiter", "production");
+    let id = start_pbj(server, &world.ops, "production").await;
+    let intervention = pending(server, &world.ops, &id).await;
+    let body = server
+        .graphql_as(
+            &stranger,
+            "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id } }",
+            json!({"id": id, "i": intervention}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
+    let mine = server.graphql_as(&stranger, "{ interventions(filter: {mine: true}) { id } }", json!({})).await;
+    assert_eq!(mine["data"]["interventions"], json!([]), "a waiter has nothing to answer");
+    let cook = &world.tokens[0].1;
+    let mine = server.graphql_as(cook, "{ interventions(filter: {mine: true}) { id } }", json!({})).await;
+    assert!(
+        mine["data"]["interventions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|found| found["id"] == intervention.as_str())
+    );
+
+    // The actor in history is the key's principal, never its secret.
+    let body = server
+        .graphql_as(cook, "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id } }", json!({"id": id, "i": intervention}))
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let history = server
+        .graphql_as(&world.ops, "query($id: ID!) { execution(id: $id) { history { actor type } } }", json!({"id": id}))
+        .await;
+    let actors: Vec<&str> = history["data"]["execution"]["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|event| event["actor"].as_str())
+        .collect();
+    assert!(actors.contains(&"key:prod"), "{actors:?}");
+    assert!(!history.to_string().contains(cook.as_str()));
+
+    // Revoked keys are refused at once; requests without credentials too, now that keys exist.
+    let listed = server.keys(&["list"]);
+    let stranger_id = listed
+        .lines()
+        .find(|line| line.contains("stranger"))
+        .and_then(|line| line.split('\t').next())
+        .expect("listed")
+        .to_owned();
+    assert!(!listed.contains("orgata_"), "listing never shows secrets");
+    server.keys(&["revoke", &stranger_id]);
+    let refused = server.graphql_as(&stranger, "{ me { id } }", json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let response = server
+        .client
+        .get(format!("{}/api/v1/runtimes", server.base))
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    let anonymous = server
+        .client
+        .post(format!("{}/graphql", server.base))
+        .json(&json!({"query": "{ me { id } }"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let wrong = server.graphql_as("orgata_nope_secret", "{ me { id } }", json!({})).await;
+    assert_eq!(wrong["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+
+    // Keys through GraphQL: only admins of every granted environment may create them.
+    let created = server
+        .graphql_as(
+            &world.ops,
+            "mutation { createApiKey(input: {name: \"bot\", grants: [\"staging:read\"]}) { key { id grants } token } }",
+            json!({}),
+        )
+        .await;
+    let token = created["data"]["createApiKey"]["token"].as_str().expect("token");
+    assert_eq!(server.graphql_as(token, "{ me { id grants } }", json!({})).await["data"]["me"]["id"], "key:bot");
+    let denied = server
+        .graphql_as(
+            cook,
+            "mutation { createApiKey(input: {name: \"x\", grants: [\"production:admin\"]}) { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(denied["errors"][0]["extensions"]["code"], "FORBIDDEN");
+}
+
+fn jwt(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("signed")
+}
+
+#[tokio::test]
+async fn jwts_are_verified() {
+    let server =
+        TestServer::start_with(|config| config.jwt_hs256_secret = Some("test-secret-of-enough-length".into())).await;
+    let now = chrono::Utc::now().timestamp();
+    let good = jwt(
+        "test-secret-of-enough-length",
+        json!({"sub": "alice", "roles": ["cook"], "grants": ["development"], "exp": now + 600}),
+    );
+    let me = server.graphql_as(&good, "{ me { id roles grants } }", json!({})).await;
+    assert_eq!(me["data"]["me"]["id"], "jwt:alice", "{me}");
+    let expired =
+        jwt("test-secret-of-enough-length", json!({"sub": "alice", "grants": ["development"], "exp": now - 600}));
+    let refused = server.graphql_as(&expired, "{ me { id } }", json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("expired"));
+    let forged = jwt(
+        "another-secret-entirely-here",
+        json!({"sub": "mallory", "grants": ["production:admin"], "exp": now + 600}),
+    );
+    let refused = server.graphql_as(&forged, "{ me { id } }", json!({})).await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("signature"), "{refused}");
+    // With JWTs configured, anonymous loopback requests are refused too.
+    let anonymous = server.client.get(format!("{}/api/v1/runtimes", server.base)).send().await.expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    // A production-only JWT cannot read development.
+    let production =
+        jwt("test-secret-of-enough-length", json!({"sub": "pat", "grants": ["production"], "exp": now + 600}));
+    let body = server.graphql_as(&production, "{ runtime(id: \"kitchen-v1\") { id } }", json!({})).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let directory = tempfile::tempdir().expect("directory");
+    let database = orgata::store::sqlite_url(&directory.path().join("orgata.db"));
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_orgata"))
+        .args(["keys", "create", "--name", "ops", "--grant", ADMIN_GRANTS, "--database-url", &database])
+        .output()
+        .expect("keys create");
+    let token = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .find(|line| line.starts_with("orgata_"))
+        .expect("token")
+        .to_owned();
+    let secret = token.rsplit('_').next().expect("secret part").to_owned();
+    let jwt_secret = "jwt-secret-that-must-not-leak";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database, "--log-format", "json"])
+        .args(["--examples-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/examples")])
+        .env("ORGATA_JWT_HS256_SECRET", jwt_secret)
+        .env("ORGATA_MODEL_API_KEY", "sk-model-key-that-must-not-leak")
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server starts");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut log = String::new();
+    let mut address = None;
+    while address.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("a line");
+        if let Some(found) = line.split("\"address\":\"").nth(1).and_then(|rest| rest.split('"').next()) {
+            address = Some(found.to_owned());
+        }
+        log.push_str(&line);
+    }
+    let base = format!("http://{}", address.expect("address"));
+    let client = reqwest::Client::new();
+    for bearer in [token.as_str(), "orgata_bad_guess", "not-a-token"] {
+        let _ = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(bearer)
+            .json(&json!({"query": "{ me { id } }"}))
+            .send()
+            .await;
+        let _ = client.get(format!("{base}/api/v1/runtimes")).bearer_auth(bearer).send().await;
+    }
+    let bad_jwt = jwt(jwt_secret, json!({"sub": "x", "exp": 1}));
+    let _ = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&bad_jwt)
+        .json(&json!({"query": "{ me { id } }"}))
+        .send()
+        .await;
+    child.start_kill().expect("kill");
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
+        log.push_str(&line);
+    }
+    let mut errors = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = stderr.read_to_string(&mut errors).await;
+    }
+    log.push_str(&errors);
+    assert!(log.contains("orgata is listening"), "the log was captured");
+    for leaked in [secret.as_str(), jwt_secret, "sk-model-key-that-must-not-leak", bad_jwt.as_str()] {
+        assert!(!log.contains(leaked), "a secret reached the logs: {leaked}");
+    }
+}
