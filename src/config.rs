@@ -91,6 +91,11 @@ pub struct Config {
     #[arg(long, env = "ORGATA_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
 
+    /// Host names (optionally with port) MCP's Streamable HTTP accepts; default: localhost,
+    /// 127.0.0.1 and ::1. Set this when serving MCP on another address.
+    #[arg(long, env = "ORGATA_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub mcp_allowed_hosts: Vec<String>,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "ORGATA_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -119,6 +124,7 @@ impl Config {
             jwt_issuer: None,
             jwt_audience: None,
             cors_allow_origin: Vec::new(),
+            mcp_allowed_hosts: Vec::new(),
             log_format: "text".to_owned(),
         }
     }

@@ -8,9 +8,13 @@ pub fn files() -> Vec<(&'static str, String)> {
     let openapi = crate::api::rest::RestApi::new(&crate::api::graphql::bare())
         .map(|api| pretty(&api.openapi))
         .unwrap_or_else(|error| format!("the REST API could not be generated: {error}\n"));
+    let tools = crate::api::mcp::McpApi::new(&crate::api::graphql::bare())
+        .map(|api| pretty(&api.catalogue()))
+        .unwrap_or_else(|error| format!("the MCP tools could not be generated: {error}\n"));
     vec![
         ("schema.graphql", crate::api::graphql::sdl()),
         ("openapi.json", openapi),
+        ("mcp-tools.json", tools),
         ("package.schema.json", crate::package::schema_text()),
     ]
 }

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(Box<orgata::Config>),
+    /// Serve MCP over standard input and output, running the engine in-process.
+    Mcp(Box<McpOptions>),
     /// Manage API keys (the secret is printed once, at creation).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -59,6 +61,16 @@ enum KeysCommand {
         #[command(flatten)]
         database: Database,
     },
+}
+
+/// `orgata mcp`: the engine's options, and who the process acts as.
+#[derive(Debug, clap::Args)]
+struct McpOptions {
+    #[command(flatten)]
+    config: orgata::Config,
+    /// Act as the holder of this API key or JWT; without one, the local operator (all grants).
+    #[arg(long, env = "ORGATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// The database an administration command works on.
@@ -113,6 +125,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Keys(command)) => keys(command),
+        Some(Command::Mcp(options)) => mcp(*options),
         Some(Command::Package(PackageCommand::Validate { path })) => validate(&path),
         Some(Command::Package(PackageCommand::Schema { out })) => schema(out),
     }
@@ -138,6 +151,40 @@ fn serve(config: orgata::Config) -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("orgata: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// MCP over stdio. Logs go to standard error: standard output carries the protocol.
+fn mcp(options: McpOptions) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        let engine_config = options.config.engine()?;
+        let engine = orgata::engine::Engine::start(engine_config).await.map_err(|error| error.to_string())?;
+        let principal = match &options.token {
+            Some(token) => engine.authenticate(Some(token), false).await.map_err(|error| error.public_message())?,
+            // Whoever can run this command on the server owns its database.
+            None => orgata::engine::Principal::new("operator", Vec::<String>::new(), orgata::engine::Grants::all()),
+        };
+        let state = orgata::server::state(engine.clone(), true)?;
+        let served = orgata::api::mcp::serve_stdio(state, principal).await;
+        engine.stop();
+        served
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("orgata mcp: {error}");
             ExitCode::FAILURE
         }
     }

@@ -28,8 +28,11 @@ pub struct AppState {
     /// Whether the server listens on loopback only, where the local user may act as
     /// `developer` as long as no keys are configured.
     pub loopback: bool,
+    /// Host names MCP's Streamable HTTP accepts (rmcp's default: loopback names).
+    pub mcp_allowed_hosts: Vec<String>,
     pub schema: OrgataSchema,
     pub rest: Arc<RestApi>,
+    pub mcp: Arc<crate::api::mcp::McpApi>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -80,7 +83,8 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
     if config.deploys_examples() {
         deploy_examples(&engine, &config).await;
     }
-    let state = state(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
+    let mut state = state(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
+    state.mcp_allowed_hosts = config.mcp_allowed_hosts.clone();
     let app = router(state, config.max_body_bytes, &config.cors_allow_origin).map_err(anyhow::Error::msg)?;
     tracing::info!(%address, "orgata is listening; GraphiQL at http://{address}/graphql");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
@@ -107,7 +111,8 @@ pub fn state(engine: Engine, loopback: bool) -> Result<AppState, String> {
     });
     let schema = graphql::build(engine.clone());
     let rest = Arc::new(RestApi::new(&schema)?);
-    Ok(AppState { schema, rest, engine, metrics, loopback })
+    let mcp = Arc::new(crate::api::mcp::McpApi::new(&schema)?);
+    Ok(AppState { schema, rest, mcp, engine, metrics, loopback, mcp_allowed_hosts: Vec::new() })
 }
 
 pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Result<Router, String> {
@@ -118,6 +123,11 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", crate::api::rest::router(state.rest.clone()))
+        .merge(
+            Router::new()
+                .nest_service("/mcp", crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts))
+                .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
@@ -234,6 +244,27 @@ async fn graphql_ws(
             .await;
         metrics.websockets.fetch_sub(1, Ordering::Relaxed);
     })
+}
+
+/// `/mcp` authenticates like every other protocol; the principal rides in the request's
+/// extensions, where the MCP handler finds it.
+async fn authenticate_mcp(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match caller(&state, bearer(request.headers()).as_deref()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => {
+            let body = serde_json::json!({"error": error.public_message(), "code": error.code().as_str()});
+            let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

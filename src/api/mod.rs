@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod graphql;
+pub mod mcp;
 pub mod rest;
 pub mod schema_fields;
 pub mod shapes;

@@ -254,3 +254,52 @@ fn describe(mut schema: Value, description: &Value) -> Value {
     }
     schema
 }
+
+/// The schema of an arguments object (a REST body, an MCP tool's arguments): each `Body`
+/// bind's variable schema at its JSON pointer. None if no bind reads the object.
+pub fn arguments_schema(binds: &[crate::api::catalog::Bind], shape: &OperationShape) -> Option<Value> {
+    use crate::api::catalog::Source;
+    let mut root = json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
+    let mut any = false;
+    for bind in binds {
+        let Source::Body(pointer) = bind.from else { continue };
+        let Some((variable_schema, required)) = shape.variables.get(bind.variable) else { continue };
+        any = true;
+        let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        let mut node = &mut root;
+        for (index, segment) in segments.iter().enumerate() {
+            let last = index + 1 == segments.len();
+            if *required
+                && let Some(list) = node["required"].as_array_mut()
+                && !list.contains(&json!(segment))
+            {
+                list.push(json!(segment));
+            }
+            if last {
+                node["properties"][*segment] = variable_schema.clone();
+            } else if node["properties"].get(*segment).is_none() {
+                node["properties"][*segment] =
+                    json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
+            }
+            node = &mut node["properties"][*segment];
+        }
+    }
+    any.then_some(root)
+}
+
+/// The part of a result schema that a JSON pointer into the result selects.
+pub fn schema_at(result: &Value, pointer: &str) -> Value {
+    let mut schema = result;
+    for segment in pointer.trim_start_matches('/').split('/').filter(|segment| !segment.is_empty()) {
+        schema = &non_null(schema)["properties"][segment];
+    }
+    schema.clone()
+}
+
+/// The non-null branch of `anyOf: [X, null]`, or the schema itself.
+pub fn non_null(schema: &Value) -> &Value {
+    schema["anyOf"]
+        .as_array()
+        .and_then(|options| options.iter().find(|option| option["type"] != "null"))
+        .unwrap_or(schema)
+}

@@ -70,33 +70,7 @@ impl RestApi {
 
 /// The JSON body's schema: each `Body` bind's variable schema at its pointer.
 fn body_schema(rest: &Rest, shape: &OperationShape) -> Option<Value> {
-    let mut root = json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
-    let mut any = false;
-    for bind in rest.binds {
-        let Source::Body(pointer) = bind.from else { continue };
-        let Some((variable_schema, required)) = shape.variables.get(bind.variable) else { continue };
-        any = true;
-        let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
-        let mut node = &mut root;
-        for (index, segment) in segments.iter().enumerate() {
-            let last = index + 1 == segments.len();
-            if *required
-                && let Some(list) = node["required"].as_array_mut()
-                && !list.contains(&json!(segment))
-            {
-                list.push(json!(segment));
-            }
-            let properties = &mut node["properties"];
-            if last {
-                properties[*segment] = variable_schema.clone();
-            } else if properties.get(*segment).is_none() {
-                properties[*segment] =
-                    json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
-            }
-            node = &mut node["properties"][*segment];
-        }
-    }
-    any.then_some(root)
+    crate::api::shapes::arguments_schema(rest.binds, shape)
 }
 
 /// The router for `/api/v1`: the generated routes, the OpenAPI document and the WebSocket.

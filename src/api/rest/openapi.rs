@@ -7,21 +7,10 @@ use crate::api::rest::Route;
 
 /// The response schema of a route: the part of the document's result its pointer selects.
 pub fn response_schema(route: &Route) -> Value {
-    let mut schema = &route.shape.result;
-    for segment in route.rest.result.trim_start_matches('/').split('/').filter(|segment| !segment.is_empty()) {
-        let object = non_null(schema);
-        schema = &object["properties"][segment];
-    }
-    schema.clone()
+    crate::api::shapes::schema_at(&route.shape.result, route.rest.result)
 }
 
-/// The non-null branch of `anyOf: [X, null]`, or the schema itself.
-fn non_null(schema: &Value) -> &Value {
-    schema["anyOf"]
-        .as_array()
-        .and_then(|options| options.iter().find(|option| option["type"] != "null"))
-        .unwrap_or(schema)
-}
+use crate::api::shapes::non_null;
 
 fn problem_schema() -> Value {
     json!({

@@ -1,0 +1,280 @@
+//! MCP (rmcp): tools derived from the catalogue, resources, and prompts, over Streamable HTTP at
+//! `/mcp` and over stdio (`orgata mcp`). A tool call validates its arguments against the tool's
+//! `inputSchema` (rmcp does not), runs the operation's GraphQL document in-process as the
+//! caller, and returns the result as `structuredContent` and text. Both current protocol
+//! revisions are served: 2025-11-25 clients get sessions, 2026-07-28 clients are stateless.
+
+mod prompts;
+mod resources;
+
+use std::sync::Arc;
+
+use async_graphql::Variables;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse,
+    Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+
+use crate::api::catalog::{self, Mcp, Source};
+use crate::api::shapes::{self, Shapes};
+use crate::engine::Principal;
+use crate::schema;
+use crate::server::AppState;
+
+/// One tool, generated from a catalogue row.
+pub struct ToolEntry {
+    pub operation: &'static catalog::Operation,
+    pub mcp: Mcp,
+    pub tool: Tool,
+    validator: schema::Validator,
+    /// Results that are not objects are wrapped as `{"items": …}` (structured content is an
+    /// object).
+    wraps: bool,
+}
+
+/// The tools, generated once.
+pub struct McpApi {
+    pub tools: Vec<ToolEntry>,
+}
+
+impl McpApi {
+    pub fn new(graphql: &crate::api::graphql::OrgataSchema) -> Result<McpApi, String> {
+        let shapes = Shapes::new(graphql)?;
+        let mut tools = Vec::new();
+        for operation in catalog::OPERATIONS {
+            let Some(mcp) = operation.mcp else { continue };
+            let shape = shapes.operation(operation.document).map_err(|error| format!("{}: {error}", operation.name))?;
+            let mut input = shapes::arguments_schema(mcp.binds, &shape)
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}, "additionalProperties": false}));
+            // A variable with a tool default is optional in the tool's arguments.
+            let defaulted: Vec<&str> = mcp
+                .defaults
+                .iter()
+                .filter_map(|(variable, _)| mcp.binds.iter().find(|bind| bind.variable == *variable))
+                .filter_map(|bind| match bind.from {
+                    Source::Body(pointer) => Some(pointer.trim_start_matches('/')),
+                    _ => None,
+                })
+                .collect();
+            if let Some(required) = input["required"].as_array_mut() {
+                required.retain(|name| !defaulted.contains(&name.as_str().unwrap_or_default()));
+            }
+            let result = shapes::schema_at(&shape.result, mcp.result);
+            let wraps = shapes::non_null(&result)["type"] != "object";
+            let output = if wraps {
+                json!({"type": "object", "properties": {"items": result}, "required": ["items"], "additionalProperties": false})
+            } else {
+                shapes::non_null(&result).clone()
+            };
+            let validator = schema::compile(&input).map_err(|error| format!("{}: {error}", mcp.tool))?;
+            let object = |value: Value| -> Arc<JsonObject> { Arc::new(value.as_object().cloned().unwrap_or_default()) };
+            let tool = Tool::new(mcp.tool, mcp.description, object(input)).with_raw_output_schema(object(output));
+            tools.push(ToolEntry { operation, mcp, tool, validator, wraps });
+        }
+        Ok(McpApi { tools })
+    }
+
+    /// The tools as published, for the contract.
+    pub fn catalogue(&self) -> Value {
+        Value::Array(self.tools.iter().map(|entry| serde_json::to_value(&entry.tool).unwrap_or(Value::Null)).collect())
+    }
+}
+
+/// The MCP server. Cheap to clone: rmcp makes one per session (or per stateless request).
+#[derive(Clone)]
+pub struct OrgataMcp {
+    pub state: AppState,
+    /// Over stdio there are no HTTP requests to authenticate: the process acts as this.
+    pub fixed: Option<Principal>,
+}
+
+/// A tool error (the call ran and failed), with the same code and field pointers as GraphQL.
+fn tool_error(code: &str, message: &str, errors: Value) -> CallToolResponse {
+    let mut result = CallToolResult::structured_error(json!({"code": code, "message": message, "errors": errors}));
+    result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
+    result.into()
+}
+
+impl OrgataMcp {
+    /// The caller: the principal the `/mcp` middleware authenticated, or the stdio one.
+    pub(crate) fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
+        if let Some(principal) = &self.fixed {
+            return Ok(principal.clone());
+        }
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+            .ok_or_else(|| McpError::invalid_request("the request carries no authenticated principal", None))
+    }
+
+    /// Runs a GraphQL document as `principal`; returns `data` or the first error's code,
+    /// message and field errors.
+    pub(crate) async fn run(
+        &self,
+        document: &str,
+        variables: Value,
+        principal: Principal,
+    ) -> Result<Value, (String, String, Value)> {
+        let request = async_graphql::Request::new(document).variables(Variables::from_json(variables)).data(principal);
+        let response = self.state.schema.execute(request).await;
+        if let Some(error) = response.errors.first() {
+            let extensions = error.extensions.as_ref();
+            let field = |key: &str| {
+                extensions.and_then(|extensions| extensions.get(key)).and_then(|value| value.clone().into_json().ok())
+            };
+            let code = field("code")
+                .and_then(|code| code.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "BAD_INPUT".to_owned());
+            return Err((code, error.message.clone(), field("errors").unwrap_or(json!([]))));
+        }
+        Ok(response.data.into_json().unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, entry: &ToolEntry, arguments: JsonObject, principal: Principal) -> CallToolResponse {
+        let arguments = Value::Object(arguments);
+        let errors = schema::check(&entry.validator, &arguments);
+        if !errors.is_empty() {
+            let list: Vec<Value> =
+                errors.iter().map(|error| json!({"pointer": error.pointer, "message": error.message})).collect();
+            return tool_error("BAD_INPUT", "the arguments do not fit the tool's inputSchema", Value::Array(list));
+        }
+        let mut variables = Map::new();
+        for bind in entry.mcp.binds {
+            if let Source::Body(pointer) = bind.from
+                && let Some(value) = arguments.pointer(pointer)
+            {
+                variables.insert(bind.variable.to_owned(), value.clone());
+            }
+        }
+        for (variable, default) in entry.mcp.defaults {
+            if !variables.contains_key(*variable)
+                && let Ok(value) = serde_json::from_str(default)
+            {
+                variables.insert((*variable).to_owned(), value);
+            }
+        }
+        match self.run(entry.operation.document, Value::Object(variables), principal).await {
+            Err((code, message, errors)) => tool_error(&code, &message, errors),
+            Ok(data) => {
+                let result = data.pointer(entry.mcp.result).cloned().unwrap_or(Value::Null);
+                let structured = if entry.wraps { json!({"items": result}) } else { result };
+                let mut output = CallToolResult::structured(structured.clone());
+                output.content = vec![ContentBlock::text(structured.to_string())];
+                output.into()
+            }
+        }
+    }
+
+    fn api(&self) -> &McpApi {
+        &self.state.mcp
+    }
+}
+
+impl ServerHandler for OrgataMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
+            .with_server_info(Implementation::new("orgata", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Orgata runs business processes. Discover runtimes and playbooks with list_runtimes and the \
+                 orgata:// resources, start one with execute_playbook, and answer what waits for people or models \
+                 with get_pending_interventions and intervene_execution.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.api().tools.iter().map(|entry| entry.tool.clone()).collect()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.api().tools.iter().find(|entry| entry.tool.name == name).map(|entry| entry.tool.clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let principal = self.principal(&context)?;
+        let Some(entry) = self.api().tools.iter().find(|entry| entry.tool.name == request.name) else {
+            return Err(McpError::invalid_params(format!("unknown tool `{}`", request.name), None));
+        };
+        Ok(self.call(entry, request.arguments.unwrap_or_default(), principal).await)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        resources::list(self, request.and_then(|request| request.cursor), self.principal(&context)?).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(resources::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        resources::read(self, &request.uri, self.principal(&context)?).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(prompts::list())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        prompts::get(self, request, self.principal(&context)?).await
+    }
+}
+
+/// The Streamable HTTP service for `/mcp`.
+pub fn service(
+    state: AppState,
+    allowed_hosts: &[String],
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    OrgataMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let mut config = StreamableHttpServerConfig::default();
+    if !allowed_hosts.is_empty() {
+        config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
+    }
+    let server = OrgataMcp { state, fixed: None };
+    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
+}
+
+/// Serves MCP over standard input and output until the client hangs up, as `principal`.
+pub async fn serve_stdio(state: AppState, principal: Principal) -> Result<(), String> {
+    use rmcp::ServiceExt;
+    let server = OrgataMcp { state, fixed: Some(principal) };
+    let running = server.serve(rmcp::transport::stdio()).await.map_err(|error| format!("MCP over stdio: {error}"))?;
+    running.waiting().await.map_err(|error| format!("MCP over stdio: {error}"))?;
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! MCP against the running server with the rmcp client, on both protocol revisions: the
+//! 2025-11-25 session protocol and the stateless 2026-07-28 one. And `orgata mcp` over stdio.
+
+#[path = "common/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, GetPromptRequestParams, Implementation,
+    JsonObject, ProtocolVersion, ReadResourceRequestParams, ResourceContents,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+use server::TestServer;
+
+#[derive(Clone)]
+struct Client {
+    config: ClientConfig,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+}
+
+type Session = RunningService<RoleClient, Client>;
+
+const REVISIONS: [&str; 2] = ["2025-11-25", "2026-07-28"];
+
+async fn connect(base: &str, revision: &str, token: Option<&str>) -> Result<Session, String> {
+    let mut transport = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"));
+    if let Some(token) = token {
+        transport = transport.auth_header(token.to_owned());
+    }
+    let transport = StreamableHttpClientTransport::from_config(transport);
+    let version = if revision == "2026-07-28" { ProtocolVersion::V_2026_07_28 } else { ProtocolVersion::V_2025_11_25 };
+    let client = Client {
+        config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("orgata-test", "1.0"))
+            .with_protocol_version(version.clone()),
+    };
+    let session = if revision == "2026-07-28" {
+        client
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover { preferred_versions: vec![version.clone()] },
+            )
+            .await
+    } else {
+        client.serve(transport).await
+    };
+    let session = session.map_err(|error| error.to_string())?;
+    let negotiated = session.peer_info().map(|info| info.protocol_version.to_string());
+    assert_eq!(negotiated.as_deref(), Some(revision), "negotiated revision");
+    Ok(session)
+}
+
+fn arguments(value: Value) -> JsonObject {
+    value.as_object().cloned().expect("an object")
+}
+
+async fn call(session: &Session, tool: &str, args: Value) -> CallToolResult {
+    session
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments(args)))
+        .await
+        .expect("the call completes")
+}
+
+/// A successful call's structured content.
+async fn ok(session: &Session, tool: &str, args: Value) -> Value {
+    let result = call(session, tool, args.clone()).await;
+    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.structured_content);
+    result.structured_content.expect("structured content")
+}
+
+async fn wait_for_pending(session: &Session, execution: &str) -> Value {
+    for _ in 0..500 {
+        let found = ok(session, "get_pending_interventions", json!({"executionId": execution})).await;
+        if let Some(first) = found["items"].as_array().and_then(|items| items.first()) {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{execution} never waited");
+}
+
+async fn wait_for_status(session: &Session, execution: &str, status: &str) -> Value {
+    for _ in 0..500 {
+        let found = ok(session, "get_execution", json!({"executionId": execution})).await;
+        if found["status"] == status {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{execution} never became {status}");
+}
+
+#[tokio::test]
+async fn tools_are_the_catalogue_with_its_schemas() {
+    let server = TestServer::start().await;
+    let expected = orgata::api::mcp::McpApi::new(&orgata::api::graphql::bare()).expect("tools").catalogue();
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let tools = session.list_all_tools().await.expect("tools");
+        let listed: Vec<Value> = tools.iter().map(|tool| serde_json::to_value(tool).expect("json")).collect();
+        let expected = expected.as_array().expect("list");
+        assert_eq!(listed.len(), expected.len(), "{revision}");
+        for tool in expected {
+            let name = tool["name"].as_str().expect("name");
+            let served = listed
+                .iter()
+                .find(|listed| listed["name"] == name)
+                .unwrap_or_else(|| panic!("{name} is not served on {revision}"));
+            assert_eq!(served["inputSchema"], tool["inputSchema"], "{name} on {revision}");
+            assert_eq!(served["outputSchema"], tool["outputSchema"], "{name} on {revision}");
+        }
+        for name in [
+            "execute_playbook",
+            "intervene_execution",
+            "pause_execution",
+            "resume_execution",
+            "get_pending_interventions",
+            "list_runtimes",
+            "get_execution",
+        ] {
+            assert!(listed.iter().any(|tool| tool["name"] == name), "{name} on {revision}");
+        }
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn pbj_runs_end_to_end_through_tools_on_both_revisions() {
+    let server = TestServer::start().await;
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let runtimes = ok(&session, "list_runtimes", json!({"environment": "DEVELOPMENT"})).await;
+        assert!(runtimes["items"].as_array().expect("items").iter().any(|runtime| runtime["id"] == "kitchen-v1"));
+        let started = ok(
+            &session,
+            "execute_playbook",
+            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+        )
+        .await;
+        let id = started["executionId"].as_str().expect("id").to_owned();
+        let intervention = wait_for_pending(&session, &id).await;
+        assert_eq!(intervention["kind"], "TASK");
+        assert_eq!(intervention["formSchema"]["required"], json!(["jelly_flavor"]));
+        ok(&session, "pause_execution", json!({"executionId": id})).await;
+        ok(&session, "resume_execution", json!({"executionId": id})).await;
+        ok(
+            &session,
+            "intervene_execution",
+            json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}}),
+        )
+        .await;
+        let done = wait_for_status(&session, &id, "COMPLETED").await;
+        assert_eq!(done["output"], json!({"name": "PB&J", "flavor": "grape"}), "{revision}");
+        let history = ok(&session, "get_history", json!({"executionId": id, "afterSeq": 0})).await;
+        assert_eq!(history["items"].as_array().expect("items").last().expect("last")["type"], "EXECUTION_COMPLETED");
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn an_assistant_completes_an_agent_step() {
+    let server = TestServer::start().await;
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let started = ok(&session, "execute_playbook", json!({"runtimeId": "expenses-v2", "playbookName": "approve-expense", "input": {"employee": "Ann", "description": "Team lunch", "amount": 40, "currency": "EUR"}})).await;
+        let id = started["executionId"].as_str().expect("id").to_owned();
+        let agent = wait_for_pending(&session, &id).await;
+        assert_eq!(agent["kind"], "AGENT");
+        assert!(agent["prompt"].as_str().unwrap_or_default().contains("Team lunch"));
+        let wrong = call(
+            &session,
+            "intervene_execution",
+            json!({"executionId": id, "interventionId": agent["id"], "response": {"category": "food"}}),
+        )
+        .await;
+        assert_eq!(wrong.is_error, Some(true));
+        ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": agent["id"], "response": {"category": "meals", "flagged": false}})).await;
+        let done = wait_for_status(&session, &id, "COMPLETED").await;
+        assert_eq!(done["output"], json!({"decision": "paid", "category": "meals"}), "{revision}");
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn bad_arguments_are_tool_errors_with_field_pointers() {
+    let server = TestServer::start().await;
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let missing = call(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1"})).await;
+        assert_eq!(missing.is_error, Some(true));
+        let content = missing.structured_content.expect("structured");
+        assert_eq!(content["code"], "BAD_INPUT");
+        assert!(content["errors"][0]["message"].as_str().unwrap_or_default().contains("playbookName"), "{content}");
+        let typo = call(
+            &session,
+            "execute_playbook",
+            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "executionOptions": {"mode": "FAST"}}),
+        )
+        .await;
+        assert_eq!(typo.structured_content.expect("structured")["errors"][0]["pointer"], "/executionOptions/mode");
+        let invalid = call(
+            &session,
+            "execute_playbook",
+            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "tuna"}}),
+        )
+        .await;
+        let content = invalid.structured_content.expect("structured");
+        assert_eq!(
+            (content["code"].as_str(), content["errors"][0]["pointer"].as_str()),
+            (Some("BAD_INPUT"), Some("/sandwichType"))
+        );
+        let unknown =
+            call(&session, "get_execution", json!({"executionId": "0190a5d2-0000-7000-8000-000000000000"})).await;
+        assert_eq!(unknown.structured_content.expect("structured")["code"], "NOT_FOUND");
+        let no_tool = session.call_tool(CallToolRequestParams::new("drop_tables")).await;
+        assert!(no_tool.is_err(), "an unknown tool is a protocol error");
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn resources_and_prompts() {
+    let server = TestServer::start().await;
+    let setup = connect(&server.base, "2025-11-25", None).await.expect("connects");
+    let started = ok(
+        &setup,
+        "execute_playbook",
+        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "deluxe"}}),
+    )
+    .await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    wait_for_pending(&setup, &id).await;
+    setup.cancel().await.expect("closed");
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let templates = session.list_all_resource_templates().await.expect("templates");
+        assert_eq!(templates.len(), 5);
+        let resources = session.list_all_resources().await.expect("resources");
+        let uris: Vec<String> = resources.iter().map(|resource| resource.uri.clone()).collect();
+        for expected in [
+            "orgata://runtime/kitchen-v1",
+            "orgata://playbook/kitchen-v1/pbj-sandwich",
+            "orgata://role/kitchen-v1/cook",
+            "orgata://operation/kitchen-v1/gather-ingredients",
+            &format!("orgata://execution/{id}"),
+        ] {
+            assert!(uris.iter().any(|uri| uri == expected), "{expected} missing on {revision}: {uris:?}");
+        }
+        for (uri, key, value) in [
+            ("orgata://runtime/kitchen-v1".to_owned(), "id", json!("kitchen-v1")),
+            ("orgata://playbook/kitchen-v1/pbj-sandwich".to_owned(), "name", json!("pbj-sandwich")),
+            ("orgata://role/kitchen-v1/cook".to_owned(), "name", json!("cook")),
+            ("orgata://operation/kitchen-v1/gather-ingredients".to_owned(), "kind", json!("TRANSFORM")),
+            (format!("orgata://execution/{id}"), "status", json!("WAITING")),
+        ] {
+            let read = session.read_resource(ReadResourceRequestParams::new(uri.clone())).await.expect("read");
+            let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+                panic!("text contents")
+            };
+            let parsed: Value = serde_json::from_str(text).expect("JSON");
+            assert_eq!(parsed[key], value, "{uri} on {revision}");
+        }
+        assert!(session.read_resource(ReadResourceRequestParams::new("orgata://runtime/nope-v9")).await.is_err());
+        let prompts = session.list_all_prompts().await.expect("prompts");
+        assert_eq!(prompts.len(), 3);
+        for (name, args, needle) in [
+            (
+                "generate_operation_prompt",
+                json!({"runtimeId": "kitchen-v1", "operation": "gather-ingredients"}),
+                "bread_slices",
+            ),
+            ("validate_business_logic", json!({"runtimeId": "kitchen-v1", "playbook": "pbj-sandwich"}), "choose-jelly"),
+            ("suggest_process_improvements", json!({"executionId": id}), "gather-ingredients"),
+        ] {
+            let prompt = session
+                .get_prompt(GetPromptRequestParams::new(name).with_arguments(arguments(args)))
+                .await
+                .expect("prompt");
+            let text = serde_json::to_string(&prompt.messages).expect("json");
+            assert!(text.contains(needle), "{name} on {revision}: {text}");
+        }
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn mcp_authenticates_like_the_other_protocols() {
+    let server = TestServer::start().await;
+    let production = server.create_key("prod", "cook", "production");
+    for revision in REVISIONS {
+        assert!(connect(&server.base, revision, None).await.is_err(), "no token, now that keys exist ({revision})");
+        assert!(connect(&server.base, revision, Some("orgata_forged_token")).await.is_err());
+        let session = connect(&server.base, revision, Some(&production)).await.expect("connects with a key");
+        let denied = call(&session, "get_runtime", json!({"runtimeId": "kitchen-v1"})).await;
+        assert_eq!(denied.structured_content.expect("structured")["code"], "FORBIDDEN", "{revision}");
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn orgata_mcp_serves_over_stdio() {
+    let directory = tempfile::tempdir().expect("directory");
+    let database = orgata::store::sqlite_url(&directory.path().join("orgata.db"));
+    let transport =
+        TokioChildProcess::new(tokio::process::Command::new(env!("CARGO_BIN_EXE_orgata")).configure(|command| {
+            command
+                .args([
+                    "mcp",
+                    "--database-url",
+                    &database,
+                    "--examples-dir",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+                ])
+                .stderr(std::process::Stdio::null());
+        }))
+        .expect("spawns orgata mcp");
+    let client =
+        Client { config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("stdio-test", "1.0")) };
+    let session = client.serve(transport).await.expect("initializes over stdio");
+    let deployed = ok(&session, "deploy_runtime", json!({"environment": "DEVELOPMENT", "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '{ok: true}'}]}]\n"})).await;
+    assert_eq!(deployed["id"], "desk-v1");
+    let started = ok(&session, "execute_playbook", json!({"runtimeId": "desk-v1", "playbookName": "p"})).await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    let done = wait_for_status(&session, &id, "COMPLETED").await;
+    assert_eq!(done["output"], json!({"ok": true}));
+    session.cancel().await.expect("closed");
+}
