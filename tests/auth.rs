@@ -1,6 +1,8 @@
 //! Authentication and permissions against the running server: one permission table, asserted
 //! over GraphQL and over REST alike, plus revocation, roles, JWTs and secrets in logs.
 
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 #[path = "common/server.rs"]
 mod server;
 
@@ -161,6 +163,61 @@ async fn graphql_try(world: &World, token: &str, environment: &str, action: Acti
     }
 }
 
+/// Tries one action over MCP (both revisions must agree); true if allowed, false if the tool
+/// error is FORBIDDEN (anything else fails).
+async fn mcp_try(world: &World, token: &str, environment: &str, action: Action) -> bool {
+    let server = &world.server;
+    let mut verdicts = Vec::new();
+    for revision in mcp_client::REVISIONS {
+        let session = mcp_client::connect(&server.base, revision, Some(token)).await.expect("connects");
+        let (tool, arguments) = match action {
+            Action::ReadRuntime => ("get_runtime", json!({"runtimeId": runtime(environment)})),
+            Action::Deploy => (
+                "deploy_runtime",
+                json!({"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"}),
+            ),
+            Action::Start => (
+                "execute_playbook",
+                json!({"runtimeId": runtime(environment), "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+            ),
+            Action::ReadExecution => {
+                ("get_execution", json!({"executionId": start_pbj(server, &world.ops, environment).await}))
+            }
+            Action::Answer => {
+                let id = start_pbj(server, &world.ops, environment).await;
+                let intervention = pending(server, &world.ops, &id).await;
+                (
+                    "intervene_execution",
+                    json!({"executionId": id, "interventionId": intervention, "response": {"jelly_flavor": "grape"}}),
+                )
+            }
+            Action::Pause => {
+                let id = start_pbj(server, &world.ops, environment).await;
+                pending(server, &world.ops, &id).await;
+                ("pause_execution", json!({"executionId": id}))
+            }
+        };
+        let result = mcp_client::call(&session, tool, arguments).await;
+        let verdict = match result.is_error {
+            Some(true) => match result.structured_content.as_ref().and_then(|content| content["code"].as_str()) {
+                Some("FORBIDDEN") => false,
+                other => panic!(
+                    "{action:?} in {environment} over MCP {revision}: unexpected {other:?}: {:?}",
+                    result.structured_content
+                ),
+            },
+            _ => true,
+        };
+        verdicts.push(verdict);
+        session.cancel().await.expect("closed");
+    }
+    assert!(
+        verdicts.iter().all(|verdict| *verdict == verdicts[0]),
+        "{action:?} in {environment}: the MCP revisions disagree"
+    );
+    verdicts[0]
+}
+
 /// Tries one action over REST; true if allowed, false if 403 (anything else fails).
 async fn rest_try(world: &World, token: &str, environment: &str, action: Action) -> bool {
     let server = &world.server;
@@ -211,9 +268,10 @@ async fn one_permission_table_holds_on_every_protocol() {
                 let expected = allowed(name, environment, action);
                 let over_graphql = graphql_try(&world, token, environment, action).await;
                 let over_rest = rest_try(&world, token, environment, action).await;
-                if over_graphql != expected || over_rest != expected {
+                let over_mcp = mcp_try(&world, token, environment, action).await;
+                if over_graphql != expected || over_rest != expected || over_mcp != expected {
                     mismatches.push(format!(
-                        "{name} {environment} {action:?}: expected {expected}, GraphQL {over_graphql}, REST {over_rest}"
+                        "{name} {environment} {action:?}: expected {expected}, GraphQL {over_graphql}, REST {over_rest}, MCP {over_mcp}"
                     ));
                 }
             }

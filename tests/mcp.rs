@@ -1,82 +1,23 @@
 //! MCP against the running server with the rmcp client, on both protocol revisions: the
 //! 2025-11-25 session protocol and the stateless 2026-07-28 one. And `orgata mcp` over stdio.
 
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 #[path = "common/server.rs"]
 mod server;
 
 use std::time::Duration;
 
+use rmcp::ServiceExt;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, GetPromptRequestParams, Implementation,
-    JsonObject, ProtocolVersion, ReadResourceRequestParams, ResourceContents,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, GetPromptRequestParams, Implementation,
+    ReadResourceRequestParams, ResourceContents,
 };
-use rmcp::service::RunningService;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
+use mcp_client::{Client, REVISIONS, Session, arguments, call, connect, ok};
 use server::TestServer;
-
-#[derive(Clone)]
-struct Client {
-    config: ClientConfig,
-}
-
-impl ClientHandler for Client {
-    fn get_info(&self) -> ClientConfig {
-        self.config.clone()
-    }
-}
-
-type Session = RunningService<RoleClient, Client>;
-
-const REVISIONS: [&str; 2] = ["2025-11-25", "2026-07-28"];
-
-async fn connect(base: &str, revision: &str, token: Option<&str>) -> Result<Session, String> {
-    let mut transport = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"));
-    if let Some(token) = token {
-        transport = transport.auth_header(token.to_owned());
-    }
-    let transport = StreamableHttpClientTransport::from_config(transport);
-    let version = if revision == "2026-07-28" { ProtocolVersion::V_2026_07_28 } else { ProtocolVersion::V_2025_11_25 };
-    let client = Client {
-        config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("orgata-test", "1.0"))
-            .with_protocol_version(version.clone()),
-    };
-    let session = if revision == "2026-07-28" {
-        client
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover { preferred_versions: vec![version.clone()] },
-            )
-            .await
-    } else {
-        client.serve(transport).await
-    };
-    let session = session.map_err(|error| error.to_string())?;
-    let negotiated = session.peer_info().map(|info| info.protocol_version.to_string());
-    assert_eq!(negotiated.as_deref(), Some(revision), "negotiated revision");
-    Ok(session)
-}
-
-fn arguments(value: Value) -> JsonObject {
-    value.as_object().cloned().expect("an object")
-}
-
-async fn call(session: &Session, tool: &str, args: Value) -> CallToolResult {
-    session
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments(args)))
-        .await
-        .expect("the call completes")
-}
-
-/// A successful call's structured content.
-async fn ok(session: &Session, tool: &str, args: Value) -> Value {
-    let result = call(session, tool, args.clone()).await;
-    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.structured_content);
-    result.structured_content.expect("structured content")
-}
 
 async fn wait_for_pending(session: &Session, execution: &str) -> Value {
     for _ in 0..500 {

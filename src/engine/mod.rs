@@ -192,8 +192,9 @@ impl Engine {
         http: reqwest::Client,
         model: Option<Arc<dyn Model>>,
     ) -> Result<Engine> {
-        if store.backend() == Backend::Sqlite {
-            // One process owns a SQLite file, so leases left by an earlier run are void.
+        if store.backend() == Backend::Sqlite && config.workers > 0 {
+            // One process owns a SQLite file, so leases left by an earlier run are void. An
+            // administration tool (no workers) may run beside a live server and leaves them.
             execution::Entity::update_many()
                 .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
                 .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
@@ -337,6 +338,7 @@ impl Engine {
         if let Some(latest) = &latest {
             let existing: Environment = records::parse(&latest.environment)?;
             if existing != environment {
+                tx.rollback().await?;
                 return Err(Error::EnvironmentMismatch {
                     runtime: runtime_id.to_owned(),
                     existing,
@@ -443,7 +445,7 @@ impl Engine {
         let runtime = &definition.runtime;
         let created = async {
             let mut tx = tx::Tx::begin(&self.inner).await?;
-            let row = progress::create_execution(
+            let created = progress::create_execution(
                 &mut tx,
                 progress::NewExecution {
                     runtime_id: &runtime.id,
@@ -457,7 +459,14 @@ impl Engine {
                     parent: None,
                 },
             )
-            .await?;
+            .await;
+            let row = match created {
+                Ok(row) => row,
+                Err(error) => {
+                    tx.abandon().await;
+                    return Err(error);
+                }
+            };
             tx.commit().await?;
             Ok::<_, Error>(row)
         }

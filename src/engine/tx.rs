@@ -40,8 +40,21 @@ impl Tx {
     /// Begins a transaction and locks the execution row.
     pub(crate) async fn lock(engine: &Arc<Inner>, id: &str) -> Result<(Tx, Row)> {
         let tx = Tx::begin(engine).await?;
-        let row = tx.lock_row(id).await?;
-        Ok((tx, row))
+        match tx.lock_row(id).await {
+            Ok(row) => Ok((tx, row)),
+            Err(error) => {
+                tx.abandon().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Rolls back at once. Every path that gives up on a transaction calls this: dropping one
+    /// only queues the rollback, and on SQLite the write lock stays held until then.
+    pub(crate) async fn abandon(self) {
+        if let Err(error) = self.db.rollback().await {
+            tracing::warn!(%error, "rolling back a transaction failed");
+        }
     }
 
     /// Begins a transaction only if the execution is still where a worker saw it: same epoch,

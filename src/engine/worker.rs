@@ -64,7 +64,10 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         let Some(step) = playbook.steps.get(row.current_step_index as usize) else {
             // Every step has run but the execution did not finish (a person reopened it).
             if let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? {
-                progress::finish(&mut tx, &mut row, &playbook).await?;
+                if let Err(error) = progress::finish(&mut tx, &mut row, &playbook).await {
+                    tx.abandon().await;
+                    return Err(error);
+                }
                 tx.save(row).await?;
                 tx.commit().await?;
             }
@@ -100,24 +103,34 @@ async fn step_once(
     // Commit only if nobody moved the execution while the step ran.
     let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? else { return Ok(()) };
     let (tx_ref, row_ref) = (&mut tx, &mut row);
-    match outcome {
-        Outcome::Output(output) => complete_step(tx_ref, row_ref, playbook, step, output, Principal::SYSTEM).await?,
-        Outcome::Skipped(reason) => {
-            skip_step(tx_ref, row_ref, playbook, step, None, &reason, Principal::SYSTEM).await?
+    let applied: Result<()> = async {
+        match outcome {
+            Outcome::Output(output) => {
+                complete_step(tx_ref, row_ref, playbook, step, output, Principal::SYSTEM).await?
+            }
+            Outcome::Skipped(reason) => {
+                skip_step(tx_ref, row_ref, playbook, step, None, &reason, Principal::SYSTEM).await?
+            }
+            Outcome::Failed(error) => fail_step(tx_ref, row_ref, playbook, step, &error, Principal::SYSTEM).await?,
+            Outcome::Park(kind, prompt) => {
+                let form = match kind {
+                    InterventionKind::Checkpoint => json!({"type": "object"}),
+                    _ => step.output_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+                };
+                request_intervention(tx_ref, row_ref, playbook, step, kind, prompt, form).await?
+            }
+            Outcome::Child(input) => {
+                let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
+                start_child(tx_ref, row_ref, step, &child, input).await?
+            }
+            Outcome::Superseded => {}
         }
-        Outcome::Failed(error) => fail_step(tx_ref, row_ref, playbook, step, &error, Principal::SYSTEM).await?,
-        Outcome::Park(kind, prompt) => {
-            let form = match kind {
-                InterventionKind::Checkpoint => json!({"type": "object"}),
-                _ => step.output_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
-            };
-            request_intervention(tx_ref, row_ref, playbook, step, kind, prompt, form).await?
-        }
-        Outcome::Child(input) => {
-            let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
-            start_child(tx_ref, row_ref, step, &child, input).await?
-        }
-        Outcome::Superseded => {}
+        Ok(())
+    }
+    .await;
+    if let Err(error) = applied {
+        tx.abandon().await;
+        return Err(error);
     }
     renew(engine, &mut row);
     tx.save(row).await?;
@@ -255,7 +268,10 @@ async fn started(engine: &Arc<Inner>, row: &Row, step: &CompiledStep) -> Result<
         return Ok(true);
     }
     let Some((mut tx, mut current)) = Tx::guarded(engine, row).await? else { return Ok(false) };
-    progress::start_step(&mut tx, &mut current, step).await?;
+    if let Err(error) = progress::start_step(&mut tx, &mut current, step).await {
+        tx.abandon().await;
+        return Err(error);
+    }
     renew(engine, &mut current);
     tx.save(current).await?;
     tx.commit().await?;

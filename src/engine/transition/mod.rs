@@ -102,9 +102,36 @@ pub(crate) async fn apply(
 ) -> Result<Execution> {
     let action = command.action();
     let (mut tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
+    match steer(engine, principal, id, command, action, &mut tx, &mut row).await {
+        Ok(playbook) => {
+            let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
+            let execution = records::execution(&row, &step_names)?;
+            tx.save(row).await?;
+            tx.commit().await?;
+            Ok(execution)
+        }
+        Err(error) => {
+            // Roll back now: a transaction merely dropped would keep SQLite's write lock until
+            // its connection is next used.
+            tx.abandon().await;
+            Err(error)
+        }
+    }
+}
+
+/// Checks and applies one action inside the caller's transaction.
+async fn steer(
+    engine: &Arc<Inner>,
+    principal: &Principal,
+    id: ExecutionId,
+    command: Command,
+    action: Action,
+    tx: &mut Tx,
+    row: &mut crate::engine::tx::Row,
+) -> Result<Arc<crate::engine::definition::CompiledPlaybook>> {
     let environment = records::parse(&row.environment)?;
     authorize(principal, environment, Access::Write, Resource::Execution)?;
-    let current = status(&row)?;
+    let current = status(row)?;
     let reopens_child = current == Failed
         && row.parent_id.is_some()
         && matches!(action, Action::Retry | Action::Skip | Action::Back | Action::Jump);
@@ -119,22 +146,18 @@ pub(crate) async fn apply(
     let actor = principal.id.as_str();
     match command {
         Command::Respond { intervention_id, response, notes } => {
-            respond::apply(&mut tx, &mut row, &playbook, principal, intervention_id, response, notes).await?
+            respond::apply(tx, row, &playbook, principal, intervention_id, response, notes).await?
         }
-        Command::Retry => retry::apply(&mut tx, &mut row, &playbook, actor).await?,
-        Command::Skip { output } => skip::apply(&mut tx, &mut row, &playbook, output, actor).await?,
-        Command::Back => back::apply(&mut tx, &mut row, &playbook, actor).await?,
-        Command::Jump { step } => jump::apply(&mut tx, &mut row, &playbook, &step, actor).await?,
-        Command::EditState { patch } => edit_state::apply(&mut tx, &mut row, patch, actor).await?,
-        Command::Pause => pause::apply(&mut tx, &mut row, current, actor).await?,
-        Command::Resume => resume::apply(&mut tx, &mut row, actor).await?,
-        Command::Abort { reason } => abort::apply(&mut tx, &mut row, &reason, actor).await?,
+        Command::Retry => retry::apply(tx, row, &playbook, actor).await?,
+        Command::Skip { output } => skip::apply(tx, row, &playbook, output, actor).await?,
+        Command::Back => back::apply(tx, row, &playbook, actor).await?,
+        Command::Jump { step } => jump::apply(tx, row, &playbook, &step, actor).await?,
+        Command::EditState { patch } => edit_state::apply(tx, row, patch, actor).await?,
+        Command::Pause => pause::apply(tx, row, current, actor).await?,
+        Command::Resume => resume::apply(tx, row, actor).await?,
+        Command::Abort { reason } => abort::apply(tx, row, &reason, actor).await?,
     }
-    let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
-    let execution = records::execution(&row, &step_names)?;
-    tx.save(row).await?;
-    tx.commit().await?;
-    Ok(execution)
+    Ok(playbook)
 }
 
 /// Moves that restore a checkpoint share this: the context comes back, the position moves,
