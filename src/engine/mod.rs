@@ -329,16 +329,16 @@ impl Engine {
         package: &Package,
         only_if_changed: bool,
     ) -> Result<Runtime> {
-        let tx = self.inner.store.begin().await?;
+        let tx = tx::Tx::begin(&self.inner).await?;
         let latest = runtime::Entity::find()
             .filter(runtime::Column::Id.eq(runtime_id))
             .order_by_desc(runtime::Column::Version)
-            .one(&tx)
+            .one(tx.db())
             .await?;
         if let Some(latest) = &latest {
             let existing: Environment = records::parse(&latest.environment)?;
             if existing != environment {
-                tx.rollback().await?;
+                tx.abandon().await;
                 return Err(Error::EnvironmentMismatch {
                     runtime: runtime_id.to_owned(),
                     existing,
@@ -361,7 +361,7 @@ impl Engine {
             deployed_by: principal.id.clone(),
             deployed_at: Utc::now(),
         };
-        runtime::Entity::insert(model.clone().into_active_model()).exec_without_returning(&tx).await?;
+        runtime::Entity::insert(model.clone().into_active_model()).exec_without_returning(tx.db()).await?;
         let runtime = records::runtime(model)?;
         // Compiling before commit means a deployed version always compiles.
         let definition = Arc::new(Definition::compile(runtime.clone())?);

@@ -287,7 +287,7 @@ pub(crate) async fn request_intervention(
         resolved_at: None,
         created_at: tx.now,
     };
-    intervention::Entity::insert(model.into_active_model()).exec_without_returning(&tx.db).await?;
+    intervention::Entity::insert(model.into_active_model()).exec_without_returning(tx.db()).await?;
     let payload = json!({
         "interventionId": id, "kind": kind.as_str(), "role": role, "prompt": prompt, "formSchema": form_schema,
         "allowedActions": allowed,
@@ -411,7 +411,7 @@ pub(crate) async fn abort_children(tx: &mut Tx, parent_id: &str, reason: &str, a
                     .map(ExecutionStatus::as_str),
             ),
         )
-        .all(&tx.db)
+        .all(tx.db())
         .await?;
     for child in children {
         let mut child = tx.lock_row(&child.id).await?;

@@ -20,7 +20,10 @@ pub(crate) type Row = execution::Model;
 
 pub(crate) struct Tx {
     pub(crate) engine: Arc<Inner>,
-    pub(crate) db: DatabaseTransaction,
+    /// Open until `commit` or `abandon`; a Tx dropped on an error path rolls back at once
+    /// (see `Drop`), since a dropped SeaORM transaction only queues its rollback and SQLite
+    /// keeps the write lock until then.
+    db: Option<DatabaseTransaction>,
     pub(crate) now: DateTime<Utc>,
     events: Vec<Event>,
     wake: Vec<String>,
@@ -30,7 +33,7 @@ impl Tx {
     pub(crate) async fn begin(engine: &Arc<Inner>) -> Result<Tx> {
         Ok(Tx {
             engine: engine.clone(),
-            db: engine.store.begin().await?,
+            db: Some(engine.store.begin().await?),
             now: Utc::now(),
             events: Vec::new(),
             wake: Vec::new(),
@@ -51,10 +54,17 @@ impl Tx {
 
     /// Rolls back at once. Every path that gives up on a transaction calls this: dropping one
     /// only queues the rollback, and on SQLite the write lock stays held until then.
-    pub(crate) async fn abandon(self) {
-        if let Err(error) = self.db.rollback().await {
+    pub(crate) async fn abandon(mut self) {
+        if let Some(db) = self.db.take()
+            && let Err(error) = db.rollback().await
+        {
             tracing::warn!(%error, "rolling back a transaction failed");
         }
+    }
+
+    /// The open transaction.
+    pub(crate) fn db(&self) -> &DatabaseTransaction {
+        self.db.as_ref().expect("a Tx holds its transaction until commit or abandon consumes it")
     }
 
     /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
@@ -70,7 +80,7 @@ impl Tx {
         if current {
             Ok(Some((tx, row)))
         } else {
-            tx.db.rollback().await?;
+            tx.abandon().await;
             Ok(None)
         }
     }
@@ -78,12 +88,12 @@ impl Tx {
     /// The execution row, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL;
     /// on SQLite the IMMEDIATE transaction already holds the write lock).
     pub(crate) async fn lock_row(&self, id: &str) -> Result<Row> {
-        execution::Entity::find_by_id(id.to_owned()).lock(LockType::Update).one(&self.db).await?.ok_or_else(|| {
-            match id.parse::<ExecutionId>() {
+        execution::Entity::find_by_id(id.to_owned()).lock(LockType::Update).one(self.db()).await?.ok_or_else(
+            || match id.parse::<ExecutionId>() {
                 Ok(id) => Error::ExecutionNotFound(id),
                 Err(error) => Error::BadInput(error),
-            }
-        })
+            },
+        )
     }
 
     /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
@@ -108,7 +118,7 @@ impl Tx {
             runtime_id: row.runtime_id.clone(),
             environment: row.environment.clone(),
         };
-        event::Entity::insert(model.clone().into_active_model()).exec_without_returning(&self.db).await?;
+        event::Entity::insert(model.clone().into_active_model()).exec_without_returning(self.db()).await?;
         self.events.push(records::event(model)?);
         Ok(row.last_seq)
     }
@@ -124,19 +134,19 @@ impl Tx {
             state: row.state.clone(),
             at: self.now,
         };
-        checkpoint::Entity::insert(model.into_active_model()).exec_without_returning(&self.db).await?;
+        checkpoint::Entity::insert(model.into_active_model()).exec_without_returning(self.db()).await?;
         Ok(())
     }
 
     pub(crate) async fn insert_execution(&mut self, row: Row) -> Result<()> {
-        execution::Entity::insert(row.into_active_model()).exec_without_returning(&self.db).await?;
+        execution::Entity::insert(row.into_active_model()).exec_without_returning(self.db()).await?;
         Ok(())
     }
 
     /// Writes every column of the row back.
     pub(crate) async fn save(&mut self, mut row: Row) -> Result<()> {
         row.updated_at = self.now;
-        row.into_active_model().reset_all().update(&self.db).await?;
+        row.into_active_model().reset_all().update(self.db()).await?;
         Ok(())
     }
 
@@ -147,7 +157,7 @@ impl Tx {
             .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
             .filter(intervention::Column::ExecutionId.eq(execution_id))
             .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
-            .exec(&self.db)
+            .exec(self.db())
             .await?;
         Ok(result.rows_affected)
     }
@@ -157,15 +167,29 @@ impl Tx {
         self.wake.push(id.to_owned());
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.db.commit().await?;
-        for event in self.events {
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        if let Some(db) = self.db.take() {
+            db.commit().await?;
+        }
+        for event in std::mem::take(&mut self.events) {
             self.engine.publish(event);
         }
-        for id in self.wake {
+        for id in std::mem::take(&mut self.wake) {
             self.engine.enqueue(&id);
         }
         Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            tokio::spawn(async move {
+                if let Err(error) = db.rollback().await {
+                    tracing::warn!(%error, "rolling back an abandoned transaction failed");
+                }
+            });
+        }
     }
 }
 

@@ -313,7 +313,7 @@ async fn release(engine: &Arc<Inner>, id: &str) -> Result<()> {
 /// restarted), `FOR UPDATE SKIP LOCKED` on PostgreSQL so that replicas split the work.
 pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>> {
     let now = Utc::now();
-    let tx = engine.store.begin().await?;
+    let tx = Tx::begin(engine).await?;
     let rows = execution::Entity::find()
         .select_only()
         .column(execution::Column::Id)
@@ -326,7 +326,7 @@ pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .into_tuple::<String>()
-        .all(&tx)
+        .all(tx.db())
         .await?;
     if !rows.is_empty() {
         let until = now + chrono::Duration::from_std(engine.config.lease).unwrap_or_default();
@@ -334,7 +334,7 @@ pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>
             .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
             .col_expr(execution::Column::LeaseUntil, Expr::value(until))
             .filter(execution::Column::Id.is_in(rows.clone()))
-            .exec(&tx)
+            .exec(tx.db())
             .await?;
     }
     tx.commit().await?;

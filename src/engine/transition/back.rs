@@ -14,7 +14,7 @@ pub(super) async fn apply(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlayboo
         .filter(checkpoint::Column::ExecutionId.eq(row.id.clone()))
         .filter(checkpoint::Column::StepIndex.lt(row.current_step_index))
         .order_by_desc(checkpoint::Column::Seq)
-        .one(&tx.db)
+        .one(tx.db())
         .await?
         .ok_or_else(|| {
             Error::Conflict(format!("execution {} is at its first step; there is no earlier checkpoint", row.id))

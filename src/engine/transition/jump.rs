@@ -25,7 +25,7 @@ pub(super) async fn apply(
         .filter(checkpoint::Column::StepIndex.lte(target))
         .order_by_desc(checkpoint::Column::StepIndex)
         .order_by_desc(checkpoint::Column::Seq)
-        .one(&tx.db)
+        .one(tx.db())
         .await?
         .ok_or_else(|| Error::Internal(format!("execution {} has no initial checkpoint", row.id)))?;
     restore(tx, row, playbook, nearest, target, false, actor).await

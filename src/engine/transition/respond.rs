@@ -26,7 +26,7 @@ pub(super) async fn apply(
     response: Value,
     notes: Option<String>,
 ) -> Result<()> {
-    let found = intervention::Entity::find_by_id(id.to_string()).one(&tx.db).await?;
+    let found = intervention::Entity::find_by_id(id.to_string()).one(tx.db()).await?;
     let Some(found) = found.filter(|found| found.execution_id == row.id) else {
         return Err(Error::InterventionNotFound(id));
     };
@@ -61,7 +61,7 @@ pub(super) async fn apply(
     resolved.notes = Set(notes.clone());
     resolved.resolved_by = Set(Some(principal.id.clone()));
     resolved.resolved_at = Set(Some(Utc::now()));
-    resolved.update(&tx.db).await?;
+    resolved.update(tx.db()).await?;
     let payload =
         json!({"interventionId": id.to_string(), "kind": kind.as_str(), "response": response, "notes": notes});
     tx.record(row, EventType::InterventionResolved, &principal.id, Some(&step.name), payload).await?;
