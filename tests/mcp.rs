@@ -3,6 +3,9 @@
 
 #[path = "common/mcp_client.rs"]
 mod mcp_client;
+// resources/subscribe is deprecated from 2026-07-28 on, and tested here for 2025-11-25 clients.
+#![allow(deprecated)]
+
 #[path = "common/server.rs"]
 mod server;
 
@@ -16,7 +19,7 @@ use rmcp::model::{
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
-use mcp_client::{Client, REVISIONS, Session, arguments, call, connect, ok};
+use mcp_client::{Client, REVISIONS, Session, arguments, call, connect, connect_with, ok, scripted};
 use server::TestServer;
 
 async fn wait_for_pending(session: &Session, execution: &str) -> Value {
@@ -266,7 +269,7 @@ async fn orgata_mcp_serves_over_stdio() {
         }))
         .expect("spawns orgata mcp");
     let client =
-        Client { config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("stdio-test", "1.0")) };
+        Client { config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("stdio-test", "1.0")), ..Client::default() };
     let session = client.serve(transport).await.expect("initializes over stdio");
     let deployed = ok(&session, "deploy_runtime", json!({"environment": "DEVELOPMENT", "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '{ok: true}'}]}]\n"})).await;
     assert_eq!(deployed["id"], "desk-v1");
@@ -274,5 +277,106 @@ async fn orgata_mcp_serves_over_stdio() {
     let id = started["executionId"].as_str().expect("id").to_owned();
     let done = wait_for_status(&session, &id, "COMPLETED").await;
     assert_eq!(done["output"], json!({"ok": true}));
+    session.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn elicitation_answers_a_human_step_on_both_revisions() {
+    let server = TestServer::start().await;
+    for revision in REVISIONS {
+        let client = scripted(Some(json!({"jelly_flavor": "apricot"})), None, None);
+        let session = connect_with(&server.base, revision, None, client).await.expect("connects");
+        let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+        let id = started["executionId"].as_str().expect("id").to_owned();
+        let intervention = wait_for_pending(&session, &id).await;
+        // No response: the server asks the person at the client for the form.
+        ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
+        let done = wait_for_status(&session, &id, "COMPLETED").await;
+        assert_eq!(done["output"]["flavor"], "apricot", "{revision}");
+        session.cancel().await.expect("closed");
+    }
+    // A client that declines leaves the intervention pending, with a tool error.
+    let session = connect_with(&server.base, "2025-11-25", None, scripted(None, None, None)).await.expect("connects");
+    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    let intervention = wait_for_pending(&session, &id).await;
+    let refused = call(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert_eq!(refused.structured_content.expect("structured")["errors"][0]["pointer"], "/response");
+    session.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_sampling_client_completes_an_agent_step() {
+    let server = TestServer::start().await;
+    let model = scripted(None, Some(r#"{"category": "travel", "flagged": false}"#.to_owned()), None);
+    let sampler = connect_with(&server.base, "2025-11-25", None, model).await.expect("connects");
+    // Another client starts the execution; the sampling client's model answers the AGENT step.
+    let starter = connect(&server.base, "2026-07-28", None).await.expect("connects");
+    let started = ok(&starter, "execute_playbook", json!({"runtimeId": "expenses-v2", "playbookName": "approve-expense", "input": {"employee": "Bo", "description": "Train", "amount": 80, "currency": "EUR"}})).await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    let done = wait_for_status(&starter, &id, "COMPLETED").await;
+    assert_eq!(done["output"], json!({"decision": "paid", "category": "travel"}));
+    let history = ok(&starter, "get_history", json!({"executionId": id})).await;
+    let resolved = history["items"].as_array().expect("items").iter().find(|event| event["type"] == "INTERVENTION_RESOLVED").expect("resolved").clone();
+    assert_eq!(resolved["payload"]["notes"], "answered by the client's model (sampling)");
+    sampler.cancel().await.expect("closed");
+    starter.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn roots_narrow_what_a_session_sees() {
+    let server = TestServer::start().await;
+    let setup = connect(&server.base, "2025-11-25", None).await.expect("connects");
+    ok(&setup, "deploy_runtime", json!({"runtimeId": "sim-desk", "environment": "SIMULATION", "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"})).await;
+    setup.cancel().await.expect("closed");
+    let narrowed = connect_with(&server.base, "2025-11-25", None, scripted(None, None, Some(vec!["orgata://env/simulation".to_owned()]))).await.expect("connects");
+    let listed = ok(&narrowed, "list_runtimes", json!({})).await;
+    let ids: Vec<&str> = listed["items"].as_array().expect("items").iter().filter_map(|runtime| runtime["id"].as_str()).collect();
+    assert_eq!(ids, ["sim-desk"], "only the simulation environment is visible");
+    let denied = call(&narrowed, "get_runtime", json!({"runtimeId": "kitchen-v1"})).await;
+    assert_eq!(denied.structured_content.expect("structured")["code"], "FORBIDDEN");
+    narrowed.cancel().await.expect("closed");
+    // On every revision, listing tools take an environment.
+    for revision in REVISIONS {
+        let session = connect(&server.base, revision, None).await.expect("connects");
+        let listed = ok(&session, "list_runtimes", json!({"environment": "SIMULATION"})).await;
+        assert_eq!(listed["items"].as_array().expect("items").len(), 1, "{revision}");
+        session.cancel().await.expect("closed");
+    }
+}
+
+#[tokio::test]
+async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
+    let server = TestServer::start().await;
+    // 2025-11-25: resources/subscribe, then notifications/resources/updated.
+    let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let mut client = Client::default();
+    client.updates = Some(sender);
+    let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
+    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    let intervention = wait_for_pending(&session, &id).await;
+    let uri = format!("orgata://execution/{id}");
+    session.subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone())).await.expect("subscribed");
+    ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}})).await;
+    let updated = tokio::time::timeout(Duration::from_secs(10), updates.recv()).await.expect("an update in time").expect("open");
+    assert_eq!(updated, uri);
+    session.cancel().await.expect("closed");
+
+    // 2026-07-28: subscriptions/listen with the execution's URI.
+    let session = connect(&server.base, "2026-07-28", None).await.expect("connects");
+    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let id = started["executionId"].as_str().expect("id").to_owned();
+    let intervention = wait_for_pending(&session, &id).await;
+    let uri = format!("orgata://execution/{id}");
+    let mut listening = session
+        .listen(rmcp::model::SubscriptionFilter::builder().resource_subscription(uri.clone()).build())
+        .await
+        .expect("listening");
+    ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}})).await;
+    let notification = tokio::time::timeout(Duration::from_secs(10), listening.next()).await.expect("in time").expect("received");
+    assert!(matches!(notification, Some(rmcp::model::ServerNotification::ResourceUpdatedNotification(_))), "{notification:?}");
+    let _ = listening.cancel().await;
     session.cancel().await.expect("closed");
 }

@@ -166,6 +166,13 @@ impl Grants {
             .collect()
     }
 
+    /// These grants, kept only in `environments`.
+    pub fn restricted_to(&self, environments: &[Environment]) -> Grants {
+        let mut restricted = self.clone();
+        restricted.environments.retain(|environment, _| environments.contains(environment));
+        restricted
+    }
+
     pub fn environments(&self) -> impl Iterator<Item = Environment> + '_ {
         self.environments.keys().copied()
     }

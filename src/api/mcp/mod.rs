@@ -4,8 +4,10 @@
 //! caller, and returns the result as `structuredContent` and text. Both current protocol
 //! revisions are served: 2025-11-25 clients get sessions, 2026-07-28 clients are stateless.
 
+mod elicit;
 mod prompts;
 mod resources;
+mod session;
 
 use std::sync::Arc;
 
@@ -13,9 +15,10 @@ use async_graphql::Variables;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse,
     Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
@@ -90,6 +93,13 @@ pub struct OrgataMcp {
     pub state: AppState,
     /// Over stdio there are no HTTP requests to authenticate: the process acts as this.
     pub fixed: Option<Principal>,
+    session: Arc<session::Session>,
+}
+
+/// Whether the request came by the stateless 2026-07-28 revision, which forbids requests from
+/// the server to the client (they become input-required results instead).
+pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+    context.protocol_version().is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
 /// A tool error (the call ran and failed), with the same code and field pointers as GraphQL.
@@ -177,13 +187,20 @@ impl OrgataMcp {
 
 impl ServerHandler for OrgataMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
-            .with_server_info(Implementation::new("orgata", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Orgata runs business processes. Discover runtimes and playbooks with list_runtimes and the \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new("orgata", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Orgata runs business processes. Discover runtimes and playbooks with list_runtimes and the \
                  orgata:// resources, start one with execute_playbook, and answer what waits for people or models \
                  with get_pending_interventions and intervene_execution.",
-            )
+        )
     }
 
     async fn list_tools(
@@ -203,11 +220,55 @@ impl ServerHandler for OrgataMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let principal = self.principal(&context)?;
+        let principal = self.caller(&context).await?;
         let Some(entry) = self.api().tools.iter().find(|entry| entry.tool.name == request.name) else {
             return Err(McpError::invalid_params(format!("unknown tool `{}`", request.name), None));
         };
-        Ok(self.call(entry, request.arguments.unwrap_or_default(), principal).await)
+        let mut arguments = request.arguments.clone().unwrap_or_default();
+        // An answer without a response asks the person at the client (elicitation).
+        if entry.mcp.tool == "intervene_execution" && elicit::wanted(&arguments) {
+            match elicit::response(self, &request, &context, &principal, &arguments).await? {
+                elicit::Answer::Response(response) => {
+                    arguments.insert("response".to_owned(), response);
+                }
+                elicit::Answer::Ask(input_required) => return Ok(input_required),
+                elicit::Answer::Refused(error) => return Ok(error),
+            }
+        }
+        Ok(self.call(entry, arguments, principal).await)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.subscribe_resource(request, context).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.unsubscribe_resource(request);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(self.accepted(requested))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        self.listen_resources(context).await
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.offer_sampling(&context);
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        self.forget_roots();
     }
 
     async fn list_resources(
@@ -215,7 +276,7 @@ impl ServerHandler for OrgataMcp {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        resources::list(self, request.and_then(|request| request.cursor), self.principal(&context)?).await
+        resources::list(self, request.and_then(|request| request.cursor), self.caller(&context).await?).await
     }
 
     async fn list_resource_templates(
@@ -231,7 +292,7 @@ impl ServerHandler for OrgataMcp {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(self, &request.uri, self.principal(&context)?).await
+        resources::read(self, &request.uri, self.caller(&context).await?).await
     }
 
     async fn list_prompts(
@@ -247,7 +308,7 @@ impl ServerHandler for OrgataMcp {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        prompts::get(self, request, self.principal(&context)?).await
+        prompts::get(self, request, self.caller(&context).await?).await
     }
 }
 
@@ -266,14 +327,18 @@ pub fn service(
     if !allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
     }
-    let server = OrgataMcp { state, fixed: None };
-    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
+    // One server per session, so that each session has its own subscriptions and roots.
+    StreamableHttpService::new(
+        move || Ok(OrgataMcp { state: state.clone(), fixed: None, session: Arc::default() }),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
 }
 
 /// Serves MCP over standard input and output until the client hangs up, as `principal`.
 pub async fn serve_stdio(state: AppState, principal: Principal) -> Result<(), String> {
     use rmcp::ServiceExt;
-    let server = OrgataMcp { state, fixed: Some(principal) };
+    let server = OrgataMcp { state, fixed: Some(principal), session: Arc::default() };
     let running = server.serve(rmcp::transport::stdio()).await.map_err(|error| format!("MCP over stdio: {error}"))?;
     running.waiting().await.map_err(|error| format!("MCP over stdio: {error}"))?;
     Ok(())

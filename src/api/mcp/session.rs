@@ -1,0 +1,268 @@
+//! What lasts for an MCP session: resource subscriptions, the client's roots, and (for
+//! 2025-11-25 clients that declared sampling) the offer of AGENT interventions to the model.
+
+// Sampling and roots are deprecated from 2026-07-28 on, but 2025-11-25 clients use them and
+// Orgata serves that revision deliberately.
+#![allow(deprecated)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use rmcp::model::{
+    CreateMessageRequestParams, ResourceUpdatedNotificationParam, SamplingMessage, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer};
+use serde_json::Value;
+
+use crate::api::mcp::OrgataMcp;
+use crate::engine::{Command, Environment, EventType, ExecutionId, InterventionKind, Principal};
+
+/// Per-session state; the HTTP service makes a fresh one for every session.
+#[derive(Default)]
+pub struct Session {
+    subscriptions: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Environments the client's `orgata://env/{environment}` roots allow; None until asked,
+    /// or when the client declared no such roots.
+    roots: Mutex<Option<Option<Vec<Environment>>>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(subscriptions) = self.subscriptions.lock() {
+            subscriptions.values().for_each(tokio::task::AbortHandle::abort);
+        }
+    }
+}
+
+/// The execution an `orgata://execution/{id}` URI names.
+fn execution_of(uri: &str) -> Result<ExecutionId, McpError> {
+    uri.strip_prefix("orgata://execution/")
+        .ok_or_else(|| McpError::invalid_params(format!("only executions can be subscribed to, not `{uri}`"), None))?
+        .parse()
+        .map_err(|error: String| McpError::invalid_params(error, None))
+}
+
+/// Forwards an execution's events as `notifications/resources/updated` until `notify` fails.
+async fn follow<F, Fut>(
+    server: &OrgataMcp,
+    principal: &Principal,
+    uri: String,
+    notify: F,
+) -> Result<tokio::task::AbortHandle, McpError>
+where
+    F: Fn(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let id = execution_of(&uri)?;
+    let engine = server.state.engine.clone();
+    let execution = engine
+        .execution(principal, id)
+        .await
+        .map_err(|error| McpError::invalid_params(error.public_message(), None))?;
+    let stream = engine.subscribe(id, execution.last_seq);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(_)) = stream.next().await {
+            if !notify(uri.clone()).await {
+                break;
+            }
+        }
+    });
+    Ok(task.abort_handle())
+}
+
+impl OrgataMcp {
+    /// 2025-11-25: `resources/subscribe` on an execution.
+    pub(crate) async fn subscribe_resource(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let principal = self.caller(&context).await?;
+        let peer = context.peer.clone();
+        let handle = follow(self, &principal, request.uri.clone(), move |uri| {
+            let peer = peer.clone();
+            async move { peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
+        })
+        .await?;
+        if let Ok(mut subscriptions) = self.session.subscriptions.lock()
+            && let Some(previous) = subscriptions.insert(request.uri, handle)
+        {
+            previous.abort();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe_resource(&self, request: UnsubscribeRequestParams) {
+        if let Ok(mut subscriptions) = self.session.subscriptions.lock()
+            && let Some(handle) = subscriptions.remove(&request.uri)
+        {
+            handle.abort();
+        }
+    }
+
+    /// 2026-07-28: `subscriptions/listen` with resource URIs, until the client cancels.
+    pub(crate) async fn listen_resources(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let principal = self.caller(context.request_context()).await?;
+        let uris = context.accepted().resource_subscriptions.clone().unwrap_or_default();
+        let mut handles = Vec::new();
+        for uri in uris {
+            let sink = context.sink().clone();
+            handles.push(
+                follow(self, &principal, uri, move |uri| {
+                    let sink = sink.clone();
+                    async move { sink.notify_resource_updated(uri).await.is_ok() }
+                })
+                .await?,
+            );
+        }
+        context.cancelled().await;
+        handles.iter().for_each(tokio::task::AbortHandle::abort);
+        Ok(())
+    }
+
+    pub(crate) fn accepted(&self, requested: &SubscriptionFilter) -> SubscriptionFilter {
+        requested.supported_by(&rmcp::ServerHandler::get_info(self).capabilities)
+    }
+
+    /// The caller, narrowed to the environments of the client's `orgata://env/…` roots when a
+    /// 2025-11-25 client declared roots.
+    pub(crate) async fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
+        let principal = self.principal(context)?;
+        let declared = context.client_capabilities().is_some_and(|capabilities| capabilities.roots.is_some());
+        if !declared || super::is_stateless(context) {
+            return Ok(principal);
+        }
+        let known = self.session.roots.lock().ok().and_then(|roots| roots.clone());
+        let roots = match known {
+            Some(roots) => roots,
+            None => {
+                let listed = context
+                    .peer
+                    .list_roots()
+                    .await
+                    .map_err(|error| McpError::internal_error(format!("roots/list: {error}"), None))?;
+                let environments: Vec<Environment> = listed
+                    .roots
+                    .iter()
+                    .filter_map(|root| root.uri.strip_prefix("orgata://env/")?.parse().ok())
+                    .collect();
+                let roots = (!environments.is_empty()).then_some(environments);
+                if let Ok(mut cached) = self.session.roots.lock() {
+                    *cached = Some(roots.clone());
+                }
+                roots
+            }
+        };
+        Ok(match roots {
+            Some(environments) => Principal { grants: principal.grants.restricted_to(&environments), ..principal },
+            None => principal,
+        })
+    }
+
+    /// A change of roots takes effect at the next request.
+    pub(crate) fn forget_roots(&self) {
+        if let Ok(mut roots) = self.session.roots.lock() {
+            *roots = None;
+        }
+    }
+
+    /// After a 2025-11-25 client that declared sampling initializes, pending and future AGENT
+    /// interventions it may answer are offered to its model.
+    pub(crate) fn offer_sampling(&self, context: &NotificationContext<RoleServer>) {
+        let declared = context.peer.peer_info().is_some_and(|info| info.capabilities.sampling.is_some());
+        let principal = self.fixed.clone().or_else(|| {
+            context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+        });
+        let (true, Some(principal)) = (declared, principal) else { return };
+        let engine = self.state.engine.clone();
+        let peer = context.peer.clone();
+        let task = tokio::spawn(async move {
+            let mut events = engine.subscribe_all();
+            // What is already pending first, then what is requested from now on.
+            let filter = crate::engine::InterventionFilter {
+                status: Some(crate::engine::InterventionStatus::Pending),
+                kind: Some(InterventionKind::Agent),
+                answerable_by: Some(principal.clone()),
+                ..Default::default()
+            };
+            for intervention in engine.interventions(&principal, &filter, 100).await.unwrap_or_default() {
+                if !sample(&engine, &peer, &principal, intervention.id).await {
+                    return;
+                }
+            }
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if event.event_type != EventType::InterventionRequested || event.payload["kind"] != "AGENT" {
+                    continue;
+                }
+                let Some(id) = event.payload["interventionId"].as_str().and_then(|id| id.parse().ok()) else {
+                    continue;
+                };
+                if !sample(&engine, &peer, &principal, id).await {
+                    return;
+                }
+            }
+        });
+        if let Ok(mut subscriptions) = self.session.subscriptions.lock() {
+            subscriptions.insert("sampling".to_owned(), task.abort_handle());
+        }
+    }
+}
+
+/// Asks the client's model to answer one AGENT intervention; false once the client is gone.
+async fn sample(
+    engine: &crate::engine::Engine,
+    peer: &Peer<RoleServer>,
+    principal: &Principal,
+    id: crate::engine::InterventionId,
+) -> bool {
+    let Ok(intervention) = engine.intervention(principal, id).await else { return true };
+    if intervention.kind != InterventionKind::Agent
+        || !principal.may_answer(intervention.role.as_deref(), intervention.environment)
+    {
+        return true;
+    }
+    let text = format!(
+        "{}\n\nAnswer with one JSON value that fits this JSON Schema, and nothing else:\n{}",
+        intervention.prompt.clone().unwrap_or_default(),
+        intervention.form_schema
+    );
+    let request = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(text)], 1024);
+    let reply = match peer.create_message(request).await {
+        Ok(reply) => reply,
+        Err(rmcp::service::ServiceError::TransportClosed) => return false,
+        Err(error) => {
+            tracing::info!(%error, "the client did not answer a sampling request; the intervention stays pending");
+            return true;
+        }
+    };
+    let answer = serde_json::to_value(&reply.message).ok().and_then(|message| {
+        let text =
+            message.pointer("/content/text").or_else(|| message.pointer("/content/0/text"))?.as_str()?.to_owned();
+        serde_json::from_str::<Value>(text.trim().trim_start_matches("```json").trim_matches('`').trim()).ok()
+    });
+    let Some(response) = answer else {
+        tracing::info!("the model's reply was not JSON; the intervention stays pending");
+        return true;
+    };
+    let command = Command::Respond {
+        intervention_id: id,
+        response,
+        notes: Some("answered by the client's model (sampling)".to_owned()),
+    };
+    if let Err(error) = engine.act(principal, intervention.execution_id, command).await {
+        tracing::info!(error = %error.public_message(), "a sampled answer was refused; the intervention stays pending");
+    }
+    true
+}
