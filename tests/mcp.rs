@@ -1,11 +1,11 @@
 //! MCP against the running server with the rmcp client, on both protocol revisions: the
 //! 2025-11-25 session protocol and the stateless 2026-07-28 one. And `orgata mcp` over stdio.
 
-#[path = "common/mcp_client.rs"]
-mod mcp_client;
 // resources/subscribe is deprecated from 2026-07-28 on, and tested here for 2025-11-25 clients.
 #![allow(deprecated)]
 
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 #[path = "common/server.rs"]
 mod server;
 
