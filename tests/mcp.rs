@@ -351,8 +351,7 @@ async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
     let server = TestServer::start().await;
     // 2025-11-25: resources/subscribe, then notifications/resources/updated.
     let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
-    let mut client = Client::default();
-    client.updates = Some(sender);
+    let client = Client { updates: Some(sender), ..Client::default() };
     let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
     let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
     let id = started["executionId"].as_str().expect("id").to_owned();
