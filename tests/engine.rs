@@ -987,3 +987,44 @@ async fn a_new_engine_finishes_what_a_stopped_one_left_mid_flight() {
         assert!(keys.contains_key(&format!("{id}:create:1")), "{id} missing from {keys:?}");
     }
 }
+
+#[tokio::test]
+async fn an_unanswered_agent_step_falls_back_after_its_timeout() {
+    let harness = Harness::start_with(|config| config.lease = Duration::from_secs(1)).await;
+    let yaml = package(
+        "slowmodel",
+        r#"      - name: think
+        kind: agent
+        prompt: Classify this
+        timeout_ms: 150
+        output_schema: {type: object, required: [label], properties: {label: {type: string}}}
+        on_failure: {then: human}
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "slowmodel-v1", "main", json!({})).await;
+    let agent = harness.wait_intervention(id).await;
+    assert_eq!(agent.kind, InterventionKind::Agent);
+    // Nobody answers: the AGENT intervention expires and a person is asked instead.
+    let failure = harness
+        .wait_for(id, "asking a person", |execution| {
+            execution.status == ExecutionStatus::Waiting && execution.attempt == 1
+        })
+        .await;
+    let mut pending = Vec::new();
+    for _ in 0..400 {
+        pending = harness.pending(failure.id).await;
+        if pending.first().is_some_and(|intervention| intervention.kind == InterventionKind::Failure) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pending[0].prompt.as_deref().unwrap_or_default().contains("no model or assistant answered"), "{pending:?}");
+    assert_eq!(
+        harness.engine.intervention(&admin(), agent.id).await.expect("agent").status,
+        InterventionStatus::Cancelled
+    );
+    respond(&harness, id, json!({"label": "by hand"})).await.expect("a person supplies it");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"label": "by hand"})));
+}

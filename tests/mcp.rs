@@ -268,8 +268,10 @@ async fn orgata_mcp_serves_over_stdio() {
                 .stderr(std::process::Stdio::null());
         }))
         .expect("spawns orgata mcp");
-    let client =
-        Client { config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("stdio-test", "1.0")), ..Client::default() };
+    let client = Client {
+        config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("stdio-test", "1.0")),
+        ..Client::default()
+    };
     let session = client.serve(transport).await.expect("initializes over stdio");
     let deployed = ok(&session, "deploy_runtime", json!({"environment": "DEVELOPMENT", "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '{ok: true}'}]}]\n"})).await;
     assert_eq!(deployed["id"], "desk-v1");
@@ -286,7 +288,12 @@ async fn elicitation_answers_a_human_step_on_both_revisions() {
     for revision in REVISIONS {
         let client = scripted(Some(json!({"jelly_flavor": "apricot"})), None, None);
         let session = connect_with(&server.base, revision, None, client).await.expect("connects");
-        let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+        let started = ok(
+            &session,
+            "execute_playbook",
+            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+        )
+        .await;
         let id = started["executionId"].as_str().expect("id").to_owned();
         let intervention = wait_for_pending(&session, &id).await;
         // No response: the server asks the person at the client for the form.
@@ -297,10 +304,16 @@ async fn elicitation_answers_a_human_step_on_both_revisions() {
     }
     // A client that declines leaves the intervention pending, with a tool error.
     let session = connect_with(&server.base, "2025-11-25", None, scripted(None, None, None)).await.expect("connects");
-    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let started = ok(
+        &session,
+        "execute_playbook",
+        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+    )
+    .await;
     let id = started["executionId"].as_str().expect("id").to_owned();
     let intervention = wait_for_pending(&session, &id).await;
-    let refused = call(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
+    let refused =
+        call(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
     assert_eq!(refused.is_error, Some(true));
     assert_eq!(refused.structured_content.expect("structured")["errors"][0]["pointer"], "/response");
     session.cancel().await.expect("closed");
@@ -318,7 +331,13 @@ async fn a_sampling_client_completes_an_agent_step() {
     let done = wait_for_status(&starter, &id, "COMPLETED").await;
     assert_eq!(done["output"], json!({"decision": "paid", "category": "travel"}));
     let history = ok(&starter, "get_history", json!({"executionId": id})).await;
-    let resolved = history["items"].as_array().expect("items").iter().find(|event| event["type"] == "INTERVENTION_RESOLVED").expect("resolved").clone();
+    let resolved = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|event| event["type"] == "INTERVENTION_RESOLVED")
+        .expect("resolved")
+        .clone();
     assert_eq!(resolved["payload"]["notes"], "answered by the client's model (sampling)");
     sampler.cancel().await.expect("closed");
     starter.cancel().await.expect("closed");
@@ -330,9 +349,17 @@ async fn roots_narrow_what_a_session_sees() {
     let setup = connect(&server.base, "2025-11-25", None).await.expect("connects");
     ok(&setup, "deploy_runtime", json!({"runtimeId": "sim-desk", "environment": "SIMULATION", "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"})).await;
     setup.cancel().await.expect("closed");
-    let narrowed = connect_with(&server.base, "2025-11-25", None, scripted(None, None, Some(vec!["orgata://env/simulation".to_owned()]))).await.expect("connects");
+    let narrowed = connect_with(
+        &server.base,
+        "2025-11-25",
+        None,
+        scripted(None, None, Some(vec!["orgata://env/simulation".to_owned()])),
+    )
+    .await
+    .expect("connects");
     let listed = ok(&narrowed, "list_runtimes", json!({})).await;
-    let ids: Vec<&str> = listed["items"].as_array().expect("items").iter().filter_map(|runtime| runtime["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        listed["items"].as_array().expect("items").iter().filter_map(|runtime| runtime["id"].as_str()).collect();
     assert_eq!(ids, ["sim-desk"], "only the simulation environment is visible");
     let denied = call(&narrowed, "get_runtime", json!({"runtimeId": "kitchen-v1"})).await;
     assert_eq!(denied.structured_content.expect("structured")["code"], "FORBIDDEN");
@@ -353,19 +380,35 @@ async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
     let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
     let client = Client { updates: Some(sender), ..Client::default() };
     let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
-    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let started = ok(
+        &session,
+        "execute_playbook",
+        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+    )
+    .await;
     let id = started["executionId"].as_str().expect("id").to_owned();
     let intervention = wait_for_pending(&session, &id).await;
     let uri = format!("orgata://execution/{id}");
     session.subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone())).await.expect("subscribed");
-    ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}})).await;
-    let updated = tokio::time::timeout(Duration::from_secs(10), updates.recv()).await.expect("an update in time").expect("open");
+    ok(
+        &session,
+        "intervene_execution",
+        json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}}),
+    )
+    .await;
+    let updated =
+        tokio::time::timeout(Duration::from_secs(10), updates.recv()).await.expect("an update in time").expect("open");
     assert_eq!(updated, uri);
     session.cancel().await.expect("closed");
 
     // 2026-07-28: subscriptions/listen with the execution's URI.
     let session = connect(&server.base, "2026-07-28", None).await.expect("connects");
-    let started = ok(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})).await;
+    let started = ok(
+        &session,
+        "execute_playbook",
+        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
+    )
+    .await;
     let id = started["executionId"].as_str().expect("id").to_owned();
     let intervention = wait_for_pending(&session, &id).await;
     let uri = format!("orgata://execution/{id}");
@@ -373,9 +416,18 @@ async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
         .listen(rmcp::model::SubscriptionFilter::builder().resource_subscription(uri.clone()).build())
         .await
         .expect("listening");
-    ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}})).await;
-    let notification = tokio::time::timeout(Duration::from_secs(10), listening.next()).await.expect("in time").expect("received");
-    assert!(matches!(notification, Some(rmcp::model::ServerNotification::ResourceUpdatedNotification(_))), "{notification:?}");
+    ok(
+        &session,
+        "intervene_execution",
+        json!({"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "grape"}}),
+    )
+    .await;
+    let notification =
+        tokio::time::timeout(Duration::from_secs(10), listening.next()).await.expect("in time").expect("received");
+    assert!(
+        matches!(notification, Some(rmcp::model::ServerNotification::ResourceUpdatedNotification(_))),
+        "{notification:?}"
+    );
     let _ = listening.cancel().await;
     session.cancel().await.expect("closed");
 }

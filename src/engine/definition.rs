@@ -54,6 +54,9 @@ pub struct CompiledStep {
     pub on_failure: OnFailure,
     pub simulated_output: Option<Value>,
     pub timeout: Duration,
+    /// The package set `timeout_ms`: an AGENT intervention then expires after it, and the
+    /// step falls back per `on_failure`. Without it, an AGENT intervention waits.
+    pub timeout_explicit: bool,
     pub ui: Option<Value>,
 }
 
@@ -127,6 +130,7 @@ impl Definition {
                     on_failure,
                     simulated_output: implementation.simulated_output.clone(),
                     timeout: implementation.timeout_ms.map_or(DEFAULT_CALL_TIMEOUT, Duration::from_millis),
+                    timeout_explicit: implementation.timeout_ms.is_some(),
                     ui: implementation.ui.clone(),
                 });
             }

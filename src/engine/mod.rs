@@ -239,6 +239,9 @@ impl Engine {
                     Ok(ids) => ids.iter().for_each(|id| engine.enqueue(id)),
                     Err(error) => tracing::warn!(%error, "sweeping for runnable executions failed"),
                 }
+                if let Err(error) = worker::expire(&engine, 256).await {
+                    tracing::warn!(%error, "expiring unanswered AGENT interventions failed");
+                }
                 tokio::time::sleep(interval).await;
             }
         }));

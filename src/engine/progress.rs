@@ -294,6 +294,10 @@ pub(crate) async fn request_intervention(
     });
     tx.record(row, EventType::InterventionRequested, Principal::SYSTEM, Some(&step.name), payload).await?;
     set_status(row, ExecutionStatus::Waiting);
+    if kind == InterventionKind::Agent && step.timeout_explicit {
+        // Nobody may answer: the sweeper fails the step once this passes (see `expire`).
+        row.wake_at = Some(tx.now + chrono::Duration::from_std(step.timeout).unwrap_or_default());
+    }
     Ok(())
 }
 
@@ -437,4 +441,23 @@ pub(crate) fn current_step<'p>(row: &Row, playbook: &'p CompiledPlaybook, action
     playbook.steps.get(row.current_step_index as usize).ok_or_else(|| {
         Error::Conflict(format!("execution {} has no current step to {}", row.id, action.as_str().to_lowercase()))
     })
+}
+
+/// An AGENT intervention nobody answered in time: it is cancelled and the step fails, so its
+/// `on_failure` applies (retry, a person, or failing the execution).
+pub(crate) async fn expire(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook) -> Result<bool> {
+    let Some(wake_at) = row.wake_at else { return Ok(false) };
+    if row.status != ExecutionStatus::Waiting.as_str() || wake_at > tx.now {
+        return Ok(false);
+    }
+    let Some(step) = playbook.steps.get(row.current_step_index as usize) else { return Ok(false) };
+    if tx.cancel_interventions(&row.id).await? == 0 {
+        row.wake_at = None;
+        return Ok(true);
+    }
+    row.epoch += 1;
+    row.wake_at = None;
+    let message = format!("no model or assistant answered within {} ms", step.timeout.as_millis());
+    fail_step(tx, row, playbook, step, &message, Principal::SYSTEM).await?;
+    Ok(true)
 }

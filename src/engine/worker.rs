@@ -345,3 +345,34 @@ pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>
 pub(crate) fn sweep_interval(lease: Duration) -> Duration {
     (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
+
+/// Fails the steps of WAITING executions whose AGENT intervention expired.
+pub(crate) async fn expire(engine: &Arc<Inner>, limit: u64) -> Result<()> {
+    let now = Utc::now();
+    let ids: Vec<String> = execution::Entity::find()
+        .select_only()
+        .column(execution::Column::Id)
+        .filter(execution::Column::Status.eq(ExecutionStatus::Waiting.as_str()))
+        .filter(execution::Column::WakeAt.lte(now))
+        .limit(limit)
+        .into_tuple()
+        .all(engine.store.connection())
+        .await?;
+    for id in ids {
+        let (mut tx, mut row) = Tx::lock(engine, &id).await?;
+        let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
+        let playbook = definition.playbook(&row.playbook)?.clone();
+        match progress::expire(&mut tx, &mut row, &playbook).await {
+            Ok(true) => {
+                tx.save(row).await?;
+                tx.commit().await?;
+            }
+            Ok(false) => tx.abandon().await,
+            Err(error) => {
+                tx.abandon().await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
