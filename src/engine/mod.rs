@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 mod progress;
 mod records;
+mod replicas;
 pub mod transition;
 mod tx;
 pub mod types;
@@ -230,6 +231,9 @@ impl Engine {
                     engine.work(&id).await;
                 }
             }));
+        }
+        if inner.store.backend() == Backend::Postgres {
+            tasks.push(tokio::spawn(replicas::listen(inner.clone(), inner.config.database_url.clone())));
         }
         let engine = inner.clone();
         tasks.push(tokio::spawn(async move {
@@ -730,6 +734,11 @@ fn check_slug(id: &str) -> Result<()> {
 }
 
 impl Inner {
+    /// The NOTIFY channel of this database schema: replicas of one deployment share it.
+    pub(crate) fn notify_channel(&self) -> String {
+        format!("orgata_events_{}", self.config.database_schema.as_deref().unwrap_or("public"))
+    }
+
     pub(crate) fn publish(&self, event: Event) {
         // No receiver is fine: nobody is listening.
         let _ = self.events.send(Arc::new(event));

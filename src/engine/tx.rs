@@ -169,6 +169,19 @@ impl Tx {
 
     pub(crate) async fn commit(mut self) -> Result<()> {
         if let Some(db) = self.db.take() {
+            if self.engine.store.backend() == crate::store::Backend::Postgres && !self.events.is_empty() {
+                // Delivered at commit, to every replica's listener (see `engine::replicas`).
+                let payload = crate::engine::replicas::payload(&self.engine.replica_id, &self.events);
+                sea_orm::ConnectionTrait::execute_raw(
+                    &db,
+                    sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [self.engine.notify_channel().into(), payload.into()],
+                    ),
+                )
+                .await?;
+            }
             db.commit().await?;
         }
         for event in std::mem::take(&mut self.events) {
