@@ -103,7 +103,7 @@ async fn three_replicas_share_work_events_and_answers() {
         return;
     };
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let replicas = vec![replica(&url, &schema).await, replica(&url, &schema).await, replica(&url, &schema).await];
+    let replicas = [replica(&url, &schema).await, replica(&url, &schema).await, replica(&url, &schema).await];
     let client = reqwest::Client::new();
     let start = "mutation { executePlaybook(input: {runtimeId: \"kitchen-v1\", playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }";
 
