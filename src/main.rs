@@ -161,14 +161,7 @@ fn mcp(options: McpOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
+    block_on("orgata mcp", async {
         let engine_config = options.config.engine()?;
         let engine = orgata::engine::Engine::start(engine_config).await.map_err(|error| error.to_string())?;
         let principal = match &options.token {
@@ -180,14 +173,7 @@ fn mcp(options: McpOptions) -> ExitCode {
         let served = orgata::api::mcp::serve_stdio(state, principal).await;
         engine.stop();
         served
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("orgata mcp: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// Runs a key command on an engine with no workers, as the command line's own principal.
@@ -197,14 +183,7 @@ fn keys(command: KeysCommand) -> ExitCode {
         | KeysCommand::List { database }
         | KeysCommand::Revoke { database, .. } => database.clone(),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
+    block_on("orgata keys", async {
         let mut config = orgata::engine::EngineConfig::new(
             database.database_url.unwrap_or_else(|| orgata::store::sqlite_url(std::path::Path::new("orgata.db"))),
         );
@@ -240,11 +219,18 @@ fn keys(command: KeysCommand) -> ExitCode {
             }
         }
         Ok(())
-    });
+    })
+}
+
+/// Runs `work` on a new async runtime; its error is printed after `what:`.
+fn block_on(what: &str, work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| runtime.block_on(work));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("orgata keys: {error}");
+            eprintln!("{what}: {error}");
             ExitCode::FAILURE
         }
     }

@@ -133,14 +133,8 @@ impl OrgataMcp {
         let request = async_graphql::Request::new(document).variables(Variables::from_json(variables)).data(principal);
         let response = self.state.schema.execute(request).await;
         if let Some(error) = response.errors.first() {
-            let extensions = error.extensions.as_ref();
-            let field = |key: &str| {
-                extensions.and_then(|extensions| extensions.get(key)).and_then(|value| value.clone().into_json().ok())
-            };
-            let code = field("code")
-                .and_then(|code| code.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "BAD_INPUT".to_owned());
-            return Err((code, error.message.clone(), field("errors").unwrap_or(json!([]))));
+            let failure = crate::api::graphql::Failure::from(error);
+            return Err((failure.code, failure.message, failure.errors));
         }
         Ok(response.data.into_json().unwrap_or(Value::Null))
     }

@@ -20,7 +20,7 @@ use axum::routing::{MethodFilter, MethodRouter, get};
 use serde_json::{Map, Value, json};
 
 use crate::api::catalog::{self, Rest, Source};
-use crate::api::graphql::OrgataSchema;
+use crate::api::graphql::{Failure, OrgataSchema};
 use crate::api::shapes::{OperationShape, Shapes};
 use crate::schema;
 use crate::server::{AppState, bearer, caller};
@@ -141,32 +141,15 @@ async fn handle(
         .data(principal);
     let response = state.schema.execute(request).await;
     if let Some(error) = response.errors.first() {
-        let code = error
-            .extensions
-            .as_ref()
-            .and_then(|extensions| extensions.get("code"))
-            .and_then(|code| code.clone().into_json().ok())
-            .and_then(|code| code.as_str().map(str::to_owned))
-            // Errors async-graphql raises itself (a variable of the wrong type) are bad input.
-            .unwrap_or_else(|| "BAD_INPUT".to_owned());
-        let fields: Vec<(String, String)> = error
-            .extensions
-            .as_ref()
-            .and_then(|extensions| extensions.get("errors"))
-            .and_then(|errors| errors.clone().into_json().ok())
-            .and_then(|errors| errors.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .map(|field| {
-                (
-                    field["pointer"].as_str().unwrap_or_default().to_owned(),
-                    field["message"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
+        let failure = Failure::from(error);
+        let fields: Vec<(&str, &str)> = failure
+            .errors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|field| (field["pointer"].as_str().unwrap_or_default(), field["message"].as_str().unwrap_or_default()))
             .collect();
-        let fields: Vec<(&str, &str)> =
-            fields.iter().map(|(pointer, message)| (pointer.as_str(), message.as_str())).collect();
-        return problem(&code, &error.message, &fields);
+        return problem(&failure.code, &failure.message, &fields);
     }
     let data = response.data.into_json().unwrap_or(Value::Null);
     let result = data.pointer(route.rest.result).cloned().unwrap_or(Value::Null);

@@ -141,14 +141,8 @@ async fn forward(
     while let Some(response) = stream.next().await {
         let message = match response.errors.first() {
             Some(failure) => {
-                let code = failure
-                    .extensions
-                    .as_ref()
-                    .and_then(|extensions| extensions.get("code"))
-                    .and_then(|code| code.clone().into_json().ok())
-                    .and_then(|code| code.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "BAD_INPUT".to_owned());
-                let message = error(&code, &failure.message, Some(&execution_id));
+                let failure = crate::api::graphql::Failure::from(failure);
+                let message = error(&failure.code, &failure.message, Some(&execution_id));
                 let _ = outbox.send(message).await;
                 return;
             }
