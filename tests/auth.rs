@@ -296,6 +296,27 @@ async fn roles_revocation_and_missing_credentials() {
         )
         .await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
+    // The same refusal over REST (403) and MCP (a FORBIDDEN tool error).
+    let response = server
+        .client
+        .post(format!("{}/api/v1/executions/{id}/interventions/{intervention}", server.base))
+        .bearer_auth(&stranger)
+        .json(&json!({"response": {"jelly_flavor": "grape"}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    for revision in mcp_client::REVISIONS {
+        let session = mcp_client::connect(&server.base, revision, Some(&stranger)).await.expect("connects");
+        let refused = mcp_client::call(
+            &session,
+            "intervene_execution",
+            json!({"executionId": id, "interventionId": intervention, "response": {"jelly_flavor": "grape"}}),
+        )
+        .await;
+        assert_eq!(refused.structured_content.expect("structured")["code"], "FORBIDDEN", "{revision}");
+        session.cancel().await.expect("closed");
+    }
     let mine = server.graphql_as(&stranger, "{ interventions(filter: {mine: true}) { id } }", json!({})).await;
     assert_eq!(mine["data"]["interventions"], json!([]), "a waiter has nothing to answer");
     let cook = &world.tokens[0].1;
