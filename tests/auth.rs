@@ -355,7 +355,14 @@ async fn roles_revocation_and_missing_credentials() {
         .expect("listed")
         .to_owned();
     assert!(!listed.contains("orgata_"), "listing never shows secrets");
-    server.keys(&["revoke", &stranger_id]);
+    let revoked = server
+        .graphql_as(
+            &world.ops,
+            "mutation($id: String!) { revokeApiKey(id: $id) { revokedAt } }",
+            json!({"id": stranger_id}),
+        )
+        .await;
+    assert!(revoked["data"]["revokeApiKey"]["revokedAt"].is_string(), "{revoked}");
     let refused = server.graphql_as(&stranger, "{ me { id } }", json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     let response = server
@@ -511,4 +518,17 @@ async fn no_secret_reaches_the_logs() {
     for leaked in [secret.as_str(), jwt_secret, "sk-model-key-that-must-not-leak", bad_jwt.as_str()] {
         assert!(!log.contains(leaked), "a secret reached the logs: {leaked}");
     }
+    // With the server stopped (SQLite belongs to one process), the CLI revokes the key.
+    let _ = child.wait().await;
+    let id = token.trim_start_matches("orgata_").split('_').next().expect("key id").to_owned();
+    let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_orgata"))
+        .args(["keys", "revoke", &id, "--database-url", &database])
+        .output()
+        .expect("keys revoke");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_orgata"))
+        .args(["keys", "list", "--database-url", &database])
+        .output()
+        .expect("keys list");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("revoked"), "{}", String::from_utf8_lossy(&listed.stdout));
 }

@@ -183,15 +183,19 @@ impl Engine {
 
     /// Revokes a key at once: the next request with it is refused.
     pub async fn revoke_key(&self, principal: &Principal, id: &str) -> Result<ApiKey> {
+        // Read and write in one write transaction: on SQLite a read left open on a connection
+        // cannot be upgraded once another process (a live server) has committed.
+        let tx = crate::engine::tx::Tx::begin(&self.inner).await?;
         let row = api_key::Entity::find_by_id(id.to_owned())
-            .one(self.inner.store.connection())
+            .one(tx.db())
             .await?
             .ok_or_else(|| Error::NotFound(format!("there is no API key `{id}`")))?;
         let key = record(row.clone());
         may_manage(principal, &Grants::parse(&key.grants).map_err(Error::Internal)?)?;
         let mut active = row.into_active_model();
         active.revoked_at = Set(Some(Utc::now()));
-        let row = active.update(self.inner.store.connection()).await?;
+        let row = active.update(tx.db()).await?;
+        tx.commit().await?;
         Ok(record(row))
     }
 }

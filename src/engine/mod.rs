@@ -14,7 +14,7 @@ mod progress;
 mod records;
 mod replicas;
 pub mod transition;
-mod tx;
+pub(crate) mod tx;
 pub mod types;
 pub mod webhook;
 mod worker;
