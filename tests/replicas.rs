@@ -3,6 +3,8 @@
 //! others finish. Replicas need PostgreSQL, so these run when `ORGATA_TEST_DATABASE_URL` is
 //! set, as `.ci/run` does; on SQLite alone they say so and stop.
 
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 #[path = "common/server.rs"]
 mod server;
 
@@ -238,4 +240,32 @@ async fn a_killed_replicas_work_is_finished_by_the_others() {
     for id in &ids {
         assert!(keys.contains_key(&format!("{id}:create:1")), "{id} never reached the receiver: {keys:?}");
     }
+}
+
+#[tokio::test]
+async fn a_sampling_client_on_one_replica_answers_an_agent_step_run_on_another() {
+    let Some(url) = database() else {
+        eprintln!("replicas need PostgreSQL: set ORGATA_TEST_DATABASE_URL (as .ci/run does)");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let worker = replica(&url, &schema).await;
+    let sampler_host = replica(&url, &schema).await;
+    let model = mcp_client::scripted(None, Some(r#"{"category": "software", "flagged": false}"#.to_owned()), None);
+    let sampler = mcp_client::connect_with(&sampler_host.base, "2025-11-25", None, model).await.expect("connects");
+    let client = reqwest::Client::new();
+    // The execution starts and its agent step runs on the worker replica; the model is
+    // reached through the other replica's session.
+    let started = graphql(
+        &client,
+        &worker.base,
+        "mutation { executePlaybook(input: {runtimeId: \"expenses-v2\", playbook: \"approve-expense\", input: {employee: \"Di\", description: \"IDE licence\", amount: 120, currency: \"EUR\"}}) { id } }",
+        json!({}),
+    )
+    .await;
+    let id = started["executePlaybook"]["id"].as_str().expect("id").to_owned();
+    let done = wait_status(&client, &worker.base, &id, "COMPLETED").await;
+    assert_eq!(done["output"], json!({"decision": "paid", "category": "software"}));
+    assert_sound(&done);
+    sampler.cancel().await.expect("closed");
 }
