@@ -532,3 +532,59 @@ async fn no_secret_reaches_the_logs() {
         .expect("keys list");
     assert!(String::from_utf8_lossy(&listed.stdout).contains("revoked"), "{}", String::from_utf8_lossy(&listed.stdout));
 }
+
+#[tokio::test]
+async fn rs256_jwts_are_verified_with_the_public_key() {
+    let directory = tempfile::tempdir().expect("directory");
+    let private = directory.path().join("private.pem");
+    let public = directory.path().join("public.pem");
+    let generated = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&private)
+        .output()
+        .expect("openssl runs");
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let extracted = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .expect("openssl runs");
+    assert!(extracted.status.success());
+    let public_path = public.clone();
+    let server = TestServer::start_with(move |config| config.jwt_rs256_public_key_file = Some(public_path)).await;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&private).expect("private key")).expect("RSA key");
+    let claims = json!({"sub": "robin", "grants": ["development"], "exp": chrono::Utc::now().timestamp() + 600});
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
+        .expect("signed");
+    let me = server.graphql_as(&token, "{ me { id } }", json!({})).await;
+    assert_eq!(me["data"]["me"]["id"], "jwt:robin", "{me}");
+    // An HS256 token is refused by an RS256 server, whatever its secret.
+    let forged =
+        jwt("guess", json!({"sub": "mallory", "grants": ["development"], "exp": chrono::Utc::now().timestamp() + 600}));
+    let refused = server.graphql_as(&forged, "{ me { id } }", json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let server =
+        TestServer::start_with(|config| config.cors_allow_origin = vec!["https://app.example.test".to_owned()]).await;
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", server.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.test").await.expect("sent");
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").and_then(|value| value.to_str().ok()),
+        Some("https://app.example.test")
+    );
+    let other = preflight("https://evil.example.test").await.expect("sent");
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "no CORS grant for other origins");
+}
