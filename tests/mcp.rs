@@ -22,6 +22,17 @@ use serde_json::{Value, json};
 use mcp_client::{Client, REVISIONS, Session, arguments, call, connect, connect_with, ok, scripted};
 use server::TestServer;
 
+/// Starts a pbj-sandwich of `kind` through `execute_playbook`; returns the execution id.
+async fn start_pbj(session: &Session, kind: &str) -> String {
+    let started = ok(
+        session,
+        "execute_playbook",
+        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": kind}}),
+    )
+    .await;
+    started["executionId"].as_str().expect("id").to_owned()
+}
+
 async fn wait_for_pending(session: &Session, execution: &str) -> Value {
     for _ in 0..500 {
         let found = ok(session, "get_pending_interventions", json!({"executionId": execution})).await;
@@ -85,13 +96,7 @@ async fn pbj_runs_end_to_end_through_tools_on_both_revisions() {
         let session = connect(&server.base, revision, None).await.expect("connects");
         let runtimes = ok(&session, "list_runtimes", json!({"environment": "DEVELOPMENT"})).await;
         assert!(runtimes["items"].as_array().expect("items").iter().any(|runtime| runtime["id"] == "kitchen-v1"));
-        let started = ok(
-            &session,
-            "execute_playbook",
-            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
-        )
-        .await;
-        let id = started["executionId"].as_str().expect("id").to_owned();
+        let id = start_pbj(&session, "classic").await;
         let intervention = wait_for_pending(&session, &id).await;
         assert_eq!(intervention["kind"], "TASK");
         assert_eq!(intervention["formSchema"]["required"], json!(["jelly_flavor"]));
@@ -176,13 +181,7 @@ async fn bad_arguments_are_tool_errors_with_field_pointers() {
 async fn resources_and_prompts() {
     let server = TestServer::start().await;
     let setup = connect(&server.base, "2025-11-25", None).await.expect("connects");
-    let started = ok(
-        &setup,
-        "execute_playbook",
-        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "deluxe"}}),
-    )
-    .await;
-    let id = started["executionId"].as_str().expect("id").to_owned();
+    let id = start_pbj(&setup, "deluxe").await;
     wait_for_pending(&setup, &id).await;
     setup.cancel().await.expect("closed");
     for revision in REVISIONS {
@@ -288,13 +287,7 @@ async fn elicitation_answers_a_human_step_on_both_revisions() {
     for revision in REVISIONS {
         let client = scripted(Some(json!({"jelly_flavor": "apricot"})), None, None);
         let session = connect_with(&server.base, revision, None, client).await.expect("connects");
-        let started = ok(
-            &session,
-            "execute_playbook",
-            json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
-        )
-        .await;
-        let id = started["executionId"].as_str().expect("id").to_owned();
+        let id = start_pbj(&session, "classic").await;
         let intervention = wait_for_pending(&session, &id).await;
         // No response: the server asks the person at the client for the form.
         ok(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
@@ -304,13 +297,7 @@ async fn elicitation_answers_a_human_step_on_both_revisions() {
     }
     // A client that declines leaves the intervention pending, with a tool error.
     let session = connect_with(&server.base, "2025-11-25", None, scripted(None, None, None)).await.expect("connects");
-    let started = ok(
-        &session,
-        "execute_playbook",
-        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
-    )
-    .await;
-    let id = started["executionId"].as_str().expect("id").to_owned();
+    let id = start_pbj(&session, "classic").await;
     let intervention = wait_for_pending(&session, &id).await;
     let refused =
         call(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
@@ -380,13 +367,7 @@ async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
     let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
     let client = Client { updates: Some(sender), ..Client::default() };
     let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
-    let started = ok(
-        &session,
-        "execute_playbook",
-        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
-    )
-    .await;
-    let id = started["executionId"].as_str().expect("id").to_owned();
+    let id = start_pbj(&session, "classic").await;
     let intervention = wait_for_pending(&session, &id).await;
     let uri = format!("orgata://execution/{id}");
     session.subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone())).await.expect("subscribed");
@@ -403,13 +384,7 @@ async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
 
     // 2026-07-28: subscriptions/listen with the execution's URI.
     let session = connect(&server.base, "2026-07-28", None).await.expect("connects");
-    let started = ok(
-        &session,
-        "execute_playbook",
-        json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
-    )
-    .await;
-    let id = started["executionId"].as_str().expect("id").to_owned();
+    let id = start_pbj(&session, "classic").await;
     let intervention = wait_for_pending(&session, &id).await;
     let uri = format!("orgata://execution/{id}");
     let mut listening = session

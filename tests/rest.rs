@@ -110,6 +110,23 @@ impl Api {
     }
 }
 
+/// Every (lower-case method, path) the OpenAPI document declares.
+fn declared_routes(openapi: &Value) -> BTreeSet<(String, String)> {
+    openapi["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .expect("operations")
+                .keys()
+                .map(|method| (method.clone(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_route_answers_as_its_openapi_schema_declares() {
     let api = Api::start().await;
@@ -260,19 +277,7 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
     assert_eq!(aborted["status"], "ABORTED");
 
     // Every route of the table was exercised.
-    let declared: BTreeSet<(String, String)> = api.openapi["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, operations)| {
-            operations
-                .as_object()
-                .expect("operations")
-                .keys()
-                .map(|method| (method.clone(), path.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let declared = declared_routes(&api.openapi);
     let called = api.called.lock().expect("lock").clone();
     let missed: Vec<_> = declared.difference(&called).collect();
     assert!(missed.is_empty(), "routes never exercised: {missed:?}");
@@ -281,19 +286,8 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_catalogue_routes() {
     let api = Api::start().await;
-    let declared: BTreeSet<(String, String)> = api.openapi["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, operations)| {
-            operations
-                .as_object()
-                .expect("operations")
-                .keys()
-                .map(|method| (method.to_uppercase(), path.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let declared: BTreeSet<(String, String)> =
+        declared_routes(&api.openapi).into_iter().map(|(method, path)| (method.to_uppercase(), path)).collect();
     let catalogue: BTreeSet<(String, String)> = orgata::api::catalog::OPERATIONS
         .iter()
         .filter_map(|operation| operation.rest.map(|rest| (rest.method.as_str().to_owned(), rest.path.to_owned())))
