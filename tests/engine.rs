@@ -1028,3 +1028,80 @@ async fn an_unanswered_agent_step_falls_back_after_its_timeout() {
     let done = harness.wait_status(id, ExecutionStatus::Completed).await;
     assert_eq!(done.output, Some(json!({"label": "by hand"})));
 }
+
+/// Steps that need nothing outside the database run in the transaction that reaches them, so
+/// the answer to a start or a response already shows where the execution stopped; and many
+/// concurrent transitions (one shared database transaction on SQLite: group commit) each
+/// land whole, once, in order.
+#[tokio::test]
+async fn concurrent_transitions_commit_whole_and_run_pure_steps_inline() {
+    let harness = Harness::start().await;
+    harness.deploy_path(&example("kitchen"), Environment::Development).await;
+    let engine = &harness.engine;
+    let principal = admin();
+    let principal = &principal;
+
+    let started = futures::future::join_all((0..40).map(|_| async move {
+        engine.execute(principal, start("kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"}))).await
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for execution in started {
+        let execution = execution.expect("execution starts");
+        // gather-ingredients ran inline: the start's own answer waits for the cook.
+        assert_eq!(execution.status, ExecutionStatus::Waiting, "{execution:?}");
+        assert_eq!(execution.current_step.as_deref(), Some("choose-jelly"));
+        ids.push(execution.id);
+    }
+
+    let harness = &harness;
+    let answered = futures::future::join_all(ids.iter().map(|id| async move {
+        let intervention = harness.pending(*id).await.pop().expect("a pending intervention");
+        engine
+            .act(
+                principal,
+                *id,
+                Command::Respond {
+                    intervention_id: intervention.id,
+                    response: json!({"jelly_flavor": "apricot"}),
+                    notes: None,
+                },
+            )
+            .await
+    }))
+    .await;
+    for execution in answered {
+        // assemble-sandwich and cleanup ran inline: the answer shows the finished execution.
+        let execution = execution.expect("the answer is taken");
+        assert_eq!(execution.status, ExecutionStatus::Completed, "{execution:?}");
+        assert_eq!(execution.output, Some(json!({"name": "PB&J", "flavor": "apricot"})));
+    }
+    for id in ids {
+        let history = harness.history(id).await;
+        assert_sound(&history, false);
+        assert_eq!(history.last().map(|event| event.event_type), Some(EventType::ExecutionCompleted));
+        let checkpoints = engine.checkpoints(&admin(), id).await.expect("checkpoints");
+        assert_eq!(checkpoints.len(), 5, "one at the start and one after each of four steps");
+    }
+
+    // A step that fails inline rolls back nothing of its neighbours: a bad answer is refused
+    // while others in the same moment are taken.
+    let bad = engine
+        .execute(&admin(), start("kitchen-v1", "pbj-sandwich", json!({"sandwichType": "classic"})))
+        .await
+        .expect("execution starts");
+    let intervention = harness.pending(bad.id).await.pop().expect("a pending intervention");
+    let refused = engine
+        .act(
+            &admin(),
+            bad.id,
+            Command::Respond {
+                intervention_id: intervention.id,
+                response: json!({"jelly_flavor": "mud"}),
+                notes: None,
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::InvalidValue { .. })), "{refused:?}");
+    assert_eq!(harness.pending(bad.id).await.len(), 1, "the refused answer changed nothing");
+}

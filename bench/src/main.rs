@@ -27,6 +27,15 @@ enum Store {
     Postgres,
 }
 
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Sqlite => "sqlite",
+            Store::Postgres => "postgres",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Protocol {
     Graphql,
@@ -46,6 +55,46 @@ enum Scenario {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// PostgreSQL URL (default: ORGATA_BENCH_DATABASE_URL or the local server's `postgres` database).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// N executions parked on the human step: the server's memory and the database's size.
+    Parked {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        #[arg(long, default_value_t = 100_000)]
+        executions: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Many GraphQL subscribers on one execution: delivery latency and memory per subscriber.
+    Fanout {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        /// Subscriptions per WebSocket connection (a browser tab holds a few).
+        #[arg(long, default_value_t = 10)]
+        per_connection: usize,
+        /// Events to send (state edits on the execution), one every `interval_ms`.
+        #[arg(long, default_value_t = 20)]
+        events: usize,
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// `execution(id)` over GraphQL and over REST at a fixed request rate, interleaved.
+    Read {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        /// Requests per second of each protocol.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         database_url: Option<String>,
     },
@@ -71,8 +120,70 @@ struct Server {
 impl Server {
     /// Peak resident memory of the process, in kB (Linux).
     fn peak_rss_kb(&self) -> Option<u64> {
+        self.status_kb("VmHWM:")
+    }
+
+    /// Resident memory of the process now, in kB (Linux).
+    fn rss_kb(&self) -> Option<u64> {
+        self.status_kb("VmRSS:")
+    }
+
+    fn status_kb(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
-        status.lines().find(|line| line.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+        status.lines().find(|line| line.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// A store for one scenario: a SQLite file in a temporary directory, or a fresh schema in a
+/// PostgreSQL database.
+struct Database {
+    url: String,
+    schema: Option<String>,
+    directory: tempfile::TempDir,
+}
+
+impl Database {
+    fn new(store: Store, database_url: Option<String>) -> anyhow::Result<Database> {
+        let directory = tempfile::tempdir()?;
+        Ok(match store {
+            Store::Sqlite => Database {
+                url: format!("sqlite://{}/orgata.db?mode=rwc", directory.path().display()),
+                schema: None,
+                directory,
+            },
+            Store::Postgres => Database { url: postgres_url(database_url), schema: Some(schema_name()), directory },
+        })
+    }
+
+    async fn start(&self, orgata: &PathBuf) -> anyhow::Result<Server> {
+        start_server(orgata, &self.url, self.schema.as_deref()).await
+    }
+
+    /// Bytes on disk: the SQLite file with its WAL, or the schema's tables and indexes.
+    fn size_bytes(&self) -> anyhow::Result<u64> {
+        match &self.schema {
+            None => {
+                let mut total = 0;
+                for entry in std::fs::read_dir(self.directory.path())? {
+                    total += entry?.metadata()?.len();
+                }
+                Ok(total)
+            }
+            Some(schema) => {
+                let output = std::process::Command::new("psql")
+                    .args([self.url.as_str(), "-tAc"])
+                    .arg(format!(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relkind = 'r'"
+                    ))
+                    .output()
+                    .context("running psql")?;
+                if !output.status.success() {
+                    bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
+                }
+                Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+            }
+        }
     }
 }
 
@@ -245,6 +356,278 @@ async fn pbj(servers: &[Server], protocol: Protocol, executions: usize, concurre
     }))
 }
 
+/// Starts N executions that park on the cook, and measures what they weigh.
+async fn parked(server: &Server, database: &Database, executions: usize, concurrency: usize) -> anyhow::Result<Value> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let baseline_rss_kb = server.rss_kb();
+    let began = Instant::now();
+    let parked = futures::stream::iter(0..executions)
+        .map(|_| {
+            let client = client.clone();
+            let base = server.base.clone();
+            async move {
+                let data = graphql(
+                    &client,
+                    &base,
+                    "mutation { executePlaybook(input: {runtimeId: \"kitchen-v1\", playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id status } }",
+                    json!({}),
+                )
+                .await?;
+                let status = data["executePlaybook"]["status"].as_str().unwrap_or_default().to_owned();
+                let id = data["executePlaybook"]["id"].as_str().unwrap_or_default().to_owned();
+                let status = if status == "RUNNING" { settle(&client, &base, &id).await? } else { status };
+                if status != "WAITING" {
+                    bail!("{id} is {status}, not waiting for the cook");
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?
+        .len();
+    let starts_per_s = parked as f64 / began.elapsed().as_secs_f64();
+    // The server's own count, from its metrics.
+    let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
+    let waiting: usize = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("orgata_executions{status=\"WAITING\"} "))
+        .context("no WAITING count in /metrics")?
+        .trim()
+        .parse()?;
+    if waiting != executions {
+        bail!("the server counts {waiting} waiting executions, not {executions}");
+    }
+    // Let the allocator settle after the burst before reading resident memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_kb = server.rss_kb();
+    Ok(json!({
+        "parked": waiting,
+        "starts_per_s": (starts_per_s * 10.0).round() / 10.0,
+        "server_rss_kb": rss_kb,
+        "server_baseline_rss_kb": baseline_rss_kb,
+        "server_peak_rss_kb": server.peak_rss_kb(),
+        "database_bytes": database.size_bytes()?,
+    }))
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a `graphql-transport-ws` connection and waits for its acknowledgement.
+async fn graphql_ws(base: &str) -> anyhow::Result<Socket> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut request = format!("{}/graphql/ws", base.replacen("http", "ws", 1)).into_client_request()?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    socket.send(ws_text(json!({"type": "connection_init", "payload": {}}))).await?;
+    loop {
+        let message = next_json(&mut socket).await?;
+        if message["type"] == "connection_ack" {
+            return Ok(socket);
+        }
+    }
+}
+
+fn ws_text(value: Value) -> tokio_tungstenite::tungstenite::Message {
+    tokio_tungstenite::tungstenite::Message::text(value.to_string())
+}
+
+/// The next JSON text message (answering pings).
+async fn next_json(socket: &mut Socket) -> anyhow::Result<Value> {
+    use futures::SinkExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .context("no message within 60 s")?
+            .context("the WebSocket closed")??;
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text)?;
+            if value["type"] == "ping" {
+                socket.send(ws_text(json!({"type": "pong"}))).await?;
+                continue;
+            }
+            return Ok(value);
+        }
+    }
+}
+
+/// Many subscribers on one parked execution; each event is a state edit, timed from the
+/// moment its mutation is sent to the moment each subscriber receives it.
+async fn fanout(
+    server: &Server,
+    subscribers: usize,
+    per_connection: usize,
+    events: usize,
+    interval: Duration,
+) -> anyhow::Result<Value> {
+    use futures::SinkExt;
+    let client = reqwest::Client::new();
+    let id = start(&client, &server.base, Protocol::Graphql).await?;
+    if settle(&client, &server.base, &id).await? != "WAITING" {
+        bail!("{id} did not park");
+    }
+    let last_seq =
+        graphql(&client, &server.base, "query($id: ID!) { execution(id: $id) { lastSeq } }", json!({"id": id})).await?
+            ["execution"]["lastSeq"]
+            .as_i64()
+            .context("lastSeq")?;
+    let baseline_rss_kb = server.rss_kb().unwrap_or_default();
+    let per_connection = per_connection.max(1);
+    let connections = subscribers.div_ceil(per_connection);
+    let epoch = Instant::now();
+    // Each connection subscribes, reports readiness, then records when each event arrives.
+    let (ready_sender, mut ready) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(connections);
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let count = per_connection.min(subscribers - connection * per_connection);
+        let base = server.base.clone();
+        let id = id.clone();
+        let ready_sender = ready_sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let subscribed = async {
+                let mut socket = graphql_ws(&base).await?;
+                for index in 0..count {
+                    socket
+                        .send(ws_text(json!({"type": "subscribe", "id": index.to_string(), "payload": {
+                            "query": "subscription($id: ID!, $after: Int) { executionEvents(executionId: $id, afterSeq: $after) { seq type } }",
+                            "variables": {"id": id, "after": last_seq},
+                        }})))
+                        .await?;
+                }
+                Ok::<_, anyhow::Error>(socket)
+            }
+            .await;
+            let mut socket = match subscribed {
+                Ok(socket) => {
+                    let _ = ready_sender.send(Ok(())).await;
+                    socket
+                }
+                Err(error) => {
+                    let _ = ready_sender.send(Err(error)).await;
+                    return Ok(Vec::new());
+                }
+            };
+            // (seq, milliseconds since the epoch) for every delivery on this connection.
+            let mut arrivals: Vec<(i64, f64)> = Vec::with_capacity(count * events);
+            while arrivals.len() < count * events {
+                let message = next_json(&mut socket).await?;
+                match message["type"].as_str() {
+                    Some("next") => {
+                        let seq = message["payload"]["data"]["executionEvents"]["seq"].as_i64().context("seq")?;
+                        arrivals.push((seq, epoch.elapsed().as_secs_f64() * 1000.0));
+                    }
+                    Some("error") => bail!("subscription refused: {message}"),
+                    _ => {}
+                }
+            }
+            Ok::<_, anyhow::Error>(arrivals)
+        }));
+    }
+    drop(ready_sender);
+    for _ in 0..connections {
+        ready.recv().await.context("a subscriber task ended early")??;
+    }
+    // The subscriptions are registered once the server has read them; give it a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let subscribed_rss_kb = server.rss_kb().unwrap_or_default();
+
+    let mut sent_at: Vec<(i64, f64)> = Vec::new();
+    for index in 0..events {
+        let at = epoch.elapsed().as_secs_f64() * 1000.0;
+        let data = graphql(
+            &client,
+            &server.base,
+            "mutation($id: ID!, $patch: JSON) { interveneExecution(input: {executionId: $id, action: EDIT_STATE, patch: $patch}) { lastSeq } }",
+            json!({"id": id, "patch": {"tick": index}}),
+        )
+        .await?;
+        sent_at.push((data["interveneExecution"]["lastSeq"].as_i64().context("lastSeq")?, at));
+        tokio::time::sleep(interval).await;
+    }
+    let mut latencies = Vec::with_capacity(subscribers * events);
+    for task in tasks {
+        for (seq, arrived) in task.await?? {
+            let (_, sent) = sent_at.iter().find(|(sent_seq, _)| *sent_seq == seq).context("an event nobody sent")?;
+            latencies.push(arrived - sent);
+        }
+    }
+    if latencies.len() != subscribers * events {
+        bail!("{} deliveries, expected {}", latencies.len(), subscribers * events);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let per_subscriber = subscribed_rss_kb.saturating_sub(baseline_rss_kb) as f64 * 1024.0 / subscribers as f64;
+    Ok(json!({
+        "deliveries": latencies.len(),
+        "connections": connections,
+        "delivery_p50_ms": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
+        "delivery_p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+        "delivery_max_ms": (percentile(&latencies, 1.0) * 100.0).round() / 100.0,
+        "server_baseline_rss_kb": baseline_rss_kb,
+        "server_subscribed_rss_kb": subscribed_rss_kb,
+        "rss_bytes_per_subscriber": per_subscriber.round(),
+        "server_peak_rss_kb": server.peak_rss_kb(),
+    }))
+}
+
+/// `execution(id)` over GraphQL and over REST, interleaved at a fixed rate each.
+async fn read(server: &Server, rate: u64, seconds: u64) -> anyhow::Result<Value> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let id = start(&client, &server.base, Protocol::Graphql).await?;
+    settle(&client, &server.base, &id).await?;
+    let document = include_str!("../../schema/operations/getExecution.graphql");
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = Vec::with_capacity(total * 2);
+    for _ in 0..total {
+        ticker.tick().await;
+        for protocol in [Protocol::Graphql, Protocol::Rest] {
+            let client = client.clone();
+            let base = server.base.clone();
+            let id = id.clone();
+            requests.push(tokio::spawn(async move {
+                let began = Instant::now();
+                let body: Value = match protocol {
+                    Protocol::Graphql => {
+                        graphql(&client, &base, document, json!({"id": id})).await?["execution"].clone()
+                    }
+                    Protocol::Rest => client.get(format!("{base}/api/v1/executions/{id}")).send().await?.json().await?,
+                };
+                if body["id"] != id.as_str() {
+                    bail!("{protocol:?} answered {body}");
+                }
+                Ok::<_, anyhow::Error>((protocol, began.elapsed().as_secs_f64() * 1000.0))
+            }));
+        }
+    }
+    let (mut graphql_ms, mut rest_ms) = (Vec::new(), Vec::new());
+    for request in requests {
+        match request.await?? {
+            (Protocol::Graphql, ms) => graphql_ms.push(ms),
+            (Protocol::Rest, ms) => rest_ms.push(ms),
+        }
+    }
+    graphql_ms.sort_by(f64::total_cmp);
+    rest_ms.sort_by(f64::total_cmp);
+    let round = |value: f64| (value * 1000.0).round() / 1000.0;
+    let overhead = |fraction: f64| round(percentile(&rest_ms, fraction) / percentile(&graphql_ms, fraction) - 1.0);
+    Ok(json!({
+        "requests": graphql_ms.len() + rest_ms.len(),
+        "graphql_p50_ms": round(percentile(&graphql_ms, 0.5)),
+        "graphql_p99_ms": round(percentile(&graphql_ms, 0.99)),
+        "rest_p50_ms": round(percentile(&rest_ms, 0.5)),
+        "rest_p99_ms": round(percentile(&rest_ms, 0.99)),
+        "rest_overhead_p50": overhead(0.5),
+        "rest_overhead_p99": overhead(0.99),
+        "server_peak_rss_kb": server.peak_rss_kb(),
+    }))
+}
+
 fn postgres_url(given: Option<String>) -> String {
     given
         .or_else(|| std::env::var("ORGATA_BENCH_DATABASE_URL").ok())
@@ -264,19 +647,40 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.scenario {
         Scenario::Pbj { store, protocol, executions, concurrency, database_url } => {
-            let directory = tempfile::tempdir()?;
-            let (url, schema) = match store {
-                Store::Sqlite => (format!("sqlite://{}/orgata.db?mode=rwc", directory.path().display()), None),
-                Store::Postgres => (postgres_url(database_url), Some(schema_name())),
-            };
-            let server = start_server(&orgata, &url, schema.as_deref()).await?;
+            let database = Database::new(store, database_url)?;
+            let server = database.start(&orgata).await?;
             let figures = pbj(std::slice::from_ref(&server), protocol, executions, concurrency).await?;
-            let mut report = json!({
-                "scenario": "pbj", "store": format!("{store:?}").to_lowercase(), "protocol": format!("{protocol:?}").to_lowercase(),
-                "executions": executions, "concurrency": concurrency,
-            });
-            merge(&mut report, figures);
-            println!("{report}");
+            report(
+                json!({"scenario": "pbj", "store": store.name(), "protocol": format!("{protocol:?}").to_lowercase(),
+                       "executions": executions, "concurrency": concurrency}),
+                figures,
+            );
+        }
+        Scenario::Parked { store, executions, concurrency, database_url } => {
+            let database = Database::new(store, database_url)?;
+            let server = database.start(&orgata).await?;
+            let figures = parked(&server, &database, executions, concurrency).await?;
+            report(
+                json!({"scenario": "parked", "store": store.name(), "executions": executions, "concurrency": concurrency}),
+                figures,
+            );
+        }
+        Scenario::Fanout { store, subscribers, per_connection, events, interval_ms, database_url } => {
+            let database = Database::new(store, database_url)?;
+            let server = database.start(&orgata).await?;
+            let figures =
+                fanout(&server, subscribers, per_connection, events, Duration::from_millis(interval_ms)).await?;
+            report(
+                json!({"scenario": "fanout", "store": store.name(), "subscribers": subscribers,
+                       "per_connection": per_connection, "events": events, "interval_ms": interval_ms}),
+                figures,
+            );
+        }
+        Scenario::Read { store, rate, seconds, database_url } => {
+            let database = Database::new(store, database_url)?;
+            let server = database.start(&orgata).await?;
+            let figures = read(&server, rate, seconds).await?;
+            report(json!({"scenario": "read", "store": store.name(), "rate": rate, "seconds": seconds}), figures);
         }
         Scenario::Replicas { executions, concurrency, replicas, database_url } => {
             let url = postgres_url(database_url);
@@ -287,20 +691,21 @@ async fn main() -> anyhow::Result<()> {
                     servers.push(start_server(&orgata, &url, Some(&schema)).await?);
                 }
                 let figures = pbj(&servers, Protocol::Graphql, executions, concurrency).await?;
-                let mut report = json!({
-                    "scenario": "replicas", "store": "postgres", "protocol": "graphql", "replicas": count,
-                    "executions": executions, "concurrency": concurrency,
-                });
-                merge(&mut report, figures);
-                println!("{report}");
+                report(
+                    json!({"scenario": "replicas", "store": "postgres", "protocol": "graphql", "replicas": count,
+                           "executions": executions, "concurrency": concurrency}),
+                    figures,
+                );
             }
         }
     }
     Ok(())
 }
 
-fn merge(report: &mut Value, figures: Value) {
-    if let (Value::Object(report), Value::Object(figures)) = (report, figures) {
-        report.extend(figures);
+/// Prints one scenario's parameters and figures as one JSON object.
+fn report(mut parameters: Value, figures: Value) {
+    if let (Value::Object(parameters), Value::Object(figures)) = (&mut parameters, figures) {
+        parameters.extend(figures);
     }
+    println!("{parameters}");
 }

@@ -160,9 +160,16 @@ impl Engine {
             created_at: Utc::now(),
             revoked_at: None,
         };
-        api_key::Entity::insert(row.clone().into_active_model())
-            .exec_without_returning(self.inner.store.connection())
-            .await?;
+        let write = self.inner.store.write().await?;
+        let inserted =
+            api_key::Entity::insert(row.clone().into_active_model()).exec_without_returning(write.db()).await;
+        match inserted {
+            Ok(_) => write.commit().await?,
+            Err(error) => {
+                write.rollback().await?;
+                return Err(error.into());
+            }
+        }
         Ok((record(row), format!("{PREFIX}{id}_{secret}")))
     }
 

@@ -474,8 +474,9 @@ impl Engine {
                     return Err(error);
                 }
             };
-            tx.commit().await?;
-            Ok::<_, Error>(row)
+            // The first steps run inline at commit; answer with where they left it.
+            let moved = tx.commit_reading(Some(&row.id)).await?;
+            Ok::<_, Error>(moved.unwrap_or(row))
         }
         .await;
         let row = match created {

@@ -14,9 +14,13 @@ use serde_json::{Value, json};
 use crate::engine::Inner;
 use crate::engine::types::{Event, ExecutionId};
 
-/// The NOTIFY payload for the events of one transaction: the replica, and for each execution
-/// the range of seqs committed.
-pub(crate) fn payload(replica: &str, events: &[Event]) -> String {
+/// Executions per NOTIFY payload: PostgreSQL refuses payloads of 8,000 bytes or more, and an
+/// entry takes about 60.
+const EXECUTIONS_PER_NOTIFY: usize = 100;
+
+/// The NOTIFY payloads for the events of one transaction: the replica, and for each execution
+/// the range of seqs committed; several payloads when many executions moved.
+pub(crate) fn payloads(replica: &str, events: &[Event]) -> Vec<String> {
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for event in events {
         let range = ranges.entry(event.execution_id.to_string()).or_insert((event.seq, event.seq));
@@ -24,7 +28,7 @@ pub(crate) fn payload(replica: &str, events: &[Event]) -> String {
         range.1 = range.1.max(event.seq);
     }
     let executions: Vec<Value> = ranges.into_iter().map(|(id, (from, to))| json!([id, from, to])).collect();
-    json!({"r": replica, "e": executions}).to_string()
+    executions.chunks(EXECUTIONS_PER_NOTIFY).map(|chunk| json!({"r": replica, "e": chunk}).to_string()).collect()
 }
 
 /// Listens for other replicas' commits and republishes their events here, reconnecting after

@@ -9,12 +9,17 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
 };
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 use crate::engine::Inner;
 use crate::engine::error::{Error, Result};
 use crate::engine::records;
 use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionStatus};
+use crate::store::Write;
 use crate::store::entity::{checkpoint, event, execution, intervention};
+
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound values; an event has nine).
+const INSERT_CHUNK: usize = 500;
 
 pub(crate) type Row = execution::Model;
 
@@ -23,9 +28,13 @@ pub(crate) struct Tx {
     /// Open until `commit` or `abandon`; a Tx dropped on an error path rolls back at once
     /// (see `Drop`), since a dropped SeaORM transaction only queues its rollback and SQLite
     /// keeps the write lock until then.
-    db: Option<DatabaseTransaction>,
+    db: Option<Write>,
     pub(crate) now: DateTime<Utc>,
     events: Vec<Event>,
+    /// History rows and checkpoints, written together when the transaction commits: nothing
+    /// reads them back inside the transaction that appends them.
+    pending_events: Vec<event::Model>,
+    pending_checkpoints: Vec<checkpoint::Model>,
     wake: Vec<String>,
 }
 
@@ -33,9 +42,11 @@ impl Tx {
     pub(crate) async fn begin(engine: &Arc<Inner>) -> Result<Tx> {
         Ok(Tx {
             engine: engine.clone(),
-            db: Some(engine.store.begin().await?),
+            db: Some(engine.store.write().await?),
             now: Utc::now(),
             events: Vec::new(),
+            pending_events: Vec::new(),
+            pending_checkpoints: Vec::new(),
             wake: Vec::new(),
         })
     }
@@ -64,7 +75,7 @@ impl Tx {
 
     /// The open transaction.
     pub(crate) fn db(&self) -> &DatabaseTransaction {
-        self.db.as_ref().expect("a Tx holds its transaction until commit or abandon consumes it")
+        self.db.as_ref().expect("a Tx holds its transaction until commit or abandon consumes it").db()
     }
 
     /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
@@ -118,8 +129,8 @@ impl Tx {
             runtime_id: row.runtime_id.clone(),
             environment: row.environment.clone(),
         };
-        event::Entity::insert(model.clone().into_active_model()).exec_without_returning(self.db()).await?;
-        self.events.push(records::event(model)?);
+        self.events.push(records::event(model.clone())?);
+        self.pending_events.push(model);
         Ok(row.last_seq)
     }
 
@@ -134,7 +145,7 @@ impl Tx {
             state: row.state.clone(),
             at: self.now,
         };
-        checkpoint::Entity::insert(model.into_active_model()).exec_without_returning(self.db()).await?;
+        self.pending_checkpoints.push(model);
         Ok(())
     }
 
@@ -162,25 +173,53 @@ impl Tx {
         Ok(result.rows_affected)
     }
 
-    /// Asks the workers to look at this execution once the transaction has committed.
+    /// Asks for this execution to be moved on before the transaction commits: its steps that
+    /// need nothing outside the database run inline (see `worker::advance_inline`); a worker
+    /// takes the rest once the transaction has committed.
     pub(crate) fn wake(&mut self, id: &str) {
         self.wake.push(id.to_owned());
     }
 
-    pub(crate) async fn commit(mut self) -> Result<()> {
+    pub(crate) fn unwake(&mut self, id: &str) {
+        self.wake.retain(|woken| woken != id);
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.commit_reading(None).await.map(drop)
+    }
+
+    /// Commits, first running the woken executions' inline steps. Returns the row of execution
+    /// `read` as it stands at commit if those steps moved it (the caller's copy is then stale).
+    pub(crate) async fn commit_reading(mut self, read: Option<&str>) -> Result<Option<Row>> {
+        let moved = match self.settle().await {
+            Ok(moved) => moved,
+            Err(error) => {
+                self.abandon().await;
+                return Err(error);
+            }
+        };
+        if let Err(error) = self.write_pending().await {
+            self.abandon().await;
+            return Err(error);
+        }
         if let Some(db) = self.db.take() {
-            if self.engine.store.backend() == crate::store::Backend::Postgres && !self.events.is_empty() {
+            if self.engine.store.backend() == crate::store::Backend::Postgres {
                 // Delivered at commit, to every replica's listener (see `engine::replicas`).
-                let payload = crate::engine::replicas::payload(&self.engine.replica_id, &self.events);
-                sea_orm::ConnectionTrait::execute_raw(
-                    &db,
-                    sea_orm::Statement::from_sql_and_values(
-                        sea_orm::DbBackend::Postgres,
-                        "SELECT pg_notify($1, $2)",
-                        [self.engine.notify_channel().into(), payload.into()],
-                    ),
-                )
-                .await?;
+                for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
+                    let notified = sea_orm::ConnectionTrait::execute_raw(
+                        db.db(),
+                        sea_orm::Statement::from_sql_and_values(
+                            sea_orm::DbBackend::Postgres,
+                            "SELECT pg_notify($1, $2)",
+                            [self.engine.notify_channel().into(), payload.into()],
+                        ),
+                    )
+                    .await;
+                    if let Err(error) = notified {
+                        let _ = db.rollback().await;
+                        return Err(error.into());
+                    }
+                }
             }
             db.commit().await?;
         }
@@ -190,6 +229,45 @@ impl Tx {
         for id in std::mem::take(&mut self.wake) {
             self.engine.enqueue(&id);
         }
+        Ok(read.and_then(|id| moved.into_iter().find(|(moved, _)| moved == id).map(|(_, row)| row)))
+    }
+
+    /// Runs the inline steps of every woken execution (and of those they wake: a child, its
+    /// parent), within one budget; leaves in `wake` only what needs a worker.
+    async fn settle(&mut self) -> Result<Vec<(String, Row)>> {
+        let mut budget = crate::engine::worker::INLINE_STEPS;
+        let mut for_workers: Vec<String> = Vec::new();
+        let mut moved: HashMap<String, Row> = HashMap::new();
+        while let Some(id) = self.wake.pop() {
+            if for_workers.contains(&id) {
+                continue;
+            }
+            let (row, needs_worker) = crate::engine::worker::advance_inline(self, &id, &mut budget).await?;
+            if needs_worker {
+                for_workers.push(id.clone());
+            }
+            if let Some(row) = row {
+                moved.insert(id, row);
+            }
+        }
+        self.wake = for_workers;
+        Ok(moved.into_iter().collect())
+    }
+
+    /// Writes the history rows and checkpoints this transaction appended, in few statements.
+    async fn write_pending(&mut self) -> Result<()> {
+        let events = std::mem::take(&mut self.pending_events);
+        for chunk in events.chunks(INSERT_CHUNK) {
+            event::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(self.db())
+                .await?;
+        }
+        let checkpoints = std::mem::take(&mut self.pending_checkpoints);
+        for chunk in checkpoints.chunks(INSERT_CHUNK) {
+            checkpoint::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(self.db())
+                .await?;
+        }
         Ok(())
     }
 }
@@ -197,11 +275,7 @@ impl Tx {
 impl Drop for Tx {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
-            tokio::spawn(async move {
-                if let Err(error) = db.rollback().await {
-                    tracing::warn!(%error, "rolling back an abandoned transaction failed");
-                }
-            });
+            db.rollback_later();
         }
     }
 }

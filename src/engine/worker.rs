@@ -35,6 +35,22 @@ enum Outcome {
     Superseded,
 }
 
+/// What a step needs: nothing beyond the database (its outcome is known), or a call outside
+/// the process (a webhook or a model), which a worker makes outside any transaction.
+enum Prepared {
+    Ready(Outcome),
+    Call(Call),
+}
+
+struct Call {
+    input: Value,
+    prompt: Option<String>,
+    context: Value,
+}
+
+/// The most steps one transaction runs inline before leaving the rest to a worker.
+pub(crate) const INLINE_STEPS: usize = 256;
+
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
 pub(crate) async fn drive(engine: &Arc<Inner>, id: &str) -> Result<()> {
     if !claim(engine, id).await? {
@@ -61,102 +77,183 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         }
         let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
         let playbook = definition.playbook(&row.playbook)?.clone();
-        let Some(step) = playbook.steps.get(row.current_step_index as usize) else {
-            // Every step has run but the execution did not finish (a person reopened it).
-            if let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? {
-                if let Err(error) = progress::finish(&mut tx, &mut row, &playbook).await {
-                    tx.abandon().await;
-                    return Err(error);
-                }
-                tx.save(row).await?;
-                tx.commit().await?;
-            }
-            continue;
+        let step = playbook.steps.get(row.current_step_index as usize);
+        let outcome = match step {
+            // Every step has run but the execution did not finish (a person reopened it):
+            // the transaction below finishes it.
+            None => Outcome::Superseded,
+            Some(step) => match prepare(engine, &definition, step, &row)? {
+                Prepared::Ready(outcome) => outcome,
+                Prepared::Call(call) => match call_out(engine, step, &row, call).await? {
+                    Outcome::Superseded => continue,
+                    outcome => outcome,
+                },
+            },
         };
-        step_once(engine, &definition, &playbook, step, row).await?;
+        // Commit only if nobody moved the execution while the step ran; the commit runs the
+        // steps that follow inline (see `advance_inline`).
+        let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? else { continue };
+        let applied = match step {
+            Some(step) => apply(&mut tx, &mut row, &definition, &playbook, step, outcome).await,
+            None => progress::finish(&mut tx, &mut row, &playbook).await,
+        };
+        if let Err(error) = applied {
+            tx.abandon().await;
+            return Err(error);
+        }
+        renew(engine, &mut row);
+        tx.save(row).await?;
+        tx.commit().await?;
     }
 }
 
-/// Takes one step forward and commits it.
-async fn step_once(
-    engine: &Arc<Inner>,
+/// Runs, inside `tx`, the steps of execution `id` that need nothing outside the database
+/// (transforms, conditions, parking on a person, starting a child), until it parks, finishes,
+/// reaches a call (a webhook or a model: `true`, a worker's job) or spends `budget`. The
+/// transaction that woke the execution thus commits its progress to the next durable stop in
+/// one go. Returns the row if it moved.
+pub(crate) async fn advance_inline(tx: &mut Tx, id: &str, budget: &mut usize) -> Result<(Option<Row>, bool)> {
+    let engine = tx.engine.clone();
+    let mut row = tx.lock_row(id).await?;
+    let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
+    let playbook = definition.playbook(&row.playbook)?.clone();
+    let mut moved = false;
+    let needs_worker = loop {
+        tx.unwake(id);
+        if row.status != ExecutionStatus::Running.as_str() {
+            break false;
+        }
+        if row.wake_at.is_some_and(|wake_at| wake_at > tx.now) || *budget == 0 {
+            break true;
+        }
+        *budget -= 1;
+        match playbook.steps.get(row.current_step_index as usize) {
+            None => progress::finish(tx, &mut row, &playbook).await?,
+            Some(step) => match prepare(&engine, &definition, step, &row)? {
+                Prepared::Ready(outcome) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
+                Prepared::Call(_) => break true,
+            },
+        }
+        moved = true;
+    };
+    if moved {
+        tx.save(row.clone()).await?;
+    }
+    Ok((moved.then_some(row), needs_worker))
+}
+
+/// Records what the current step came to, inside the caller's transaction.
+async fn apply(
+    tx: &mut Tx,
+    row: &mut Row,
     definition: &Definition,
     playbook: &CompiledPlaybook,
     step: &CompiledStep,
-    row: Row,
+    outcome: Outcome,
 ) -> Result<()> {
-    let outcome = decide(engine, definition, step, &row).await?;
-    let outcome = match outcome {
-        Outcome::Output(output) => match &step.output_validator {
-            Some(validator) => match schema::validate(validator, &output) {
-                Ok(()) => Outcome::Output(output),
-                Err(errors) => Outcome::Failed(format!(
-                    "the output does not fit the step's output schema: {}",
-                    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                )),
-            },
-            None => Outcome::Output(output),
-        },
-        Outcome::Superseded => return Ok(()),
-        other => other,
-    };
-    // Commit only if nobody moved the execution while the step ran.
-    let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? else { return Ok(()) };
-    let (tx_ref, row_ref) = (&mut tx, &mut row);
-    let applied: Result<()> = async {
-        match outcome {
-            Outcome::Output(output) => {
-                complete_step(tx_ref, row_ref, playbook, step, output, Principal::SYSTEM).await?
-            }
-            Outcome::Skipped(reason) => {
-                skip_step(tx_ref, row_ref, playbook, step, None, &reason, Principal::SYSTEM).await?
-            }
-            Outcome::Failed(error) => fail_step(tx_ref, row_ref, playbook, step, &error, Principal::SYSTEM).await?,
-            Outcome::Park(kind, prompt) => {
-                let form = match kind {
-                    InterventionKind::Checkpoint => json!({"type": "object"}),
-                    _ => step.output_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
-                };
-                request_intervention(tx_ref, row_ref, playbook, step, kind, prompt, form).await?
-            }
-            Outcome::Child(input) => {
-                let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
-                start_child(tx_ref, row_ref, step, &child, input).await?
-            }
-            Outcome::Superseded => {}
+    match checked(step, outcome) {
+        Outcome::Output(output) => complete_step(tx, row, playbook, step, output, Principal::SYSTEM).await,
+        Outcome::Skipped(reason) => skip_step(tx, row, playbook, step, None, &reason, Principal::SYSTEM).await,
+        Outcome::Failed(error) => fail_step(tx, row, playbook, step, &error, Principal::SYSTEM).await,
+        Outcome::Park(kind, prompt) => {
+            let form = match kind {
+                InterventionKind::Checkpoint => json!({"type": "object"}),
+                _ => step.output_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+            };
+            request_intervention(tx, row, playbook, step, kind, prompt, form).await
         }
-        Ok(())
+        Outcome::Child(input) => {
+            let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
+            start_child(tx, row, step, &child, input).await
+        }
+        Outcome::Superseded => Ok(()),
     }
-    .await;
-    if let Err(error) = applied {
-        tx.abandon().await;
-        return Err(error);
-    }
-    renew(engine, &mut row);
-    tx.save(row).await?;
-    tx.commit().await
 }
 
-/// What the current step comes to: its condition, MANUAL mode's gate, then the step itself.
-async fn decide(engine: &Arc<Inner>, definition: &Definition, step: &CompiledStep, row: &Row) -> Result<Outcome> {
+/// An output that does not fit the step's output schema fails the step.
+fn checked(step: &CompiledStep, outcome: Outcome) -> Outcome {
+    match (outcome, &step.output_validator) {
+        (Outcome::Output(output), Some(validator)) => match schema::validate(validator, &output) {
+            Ok(()) => Outcome::Output(output),
+            Err(errors) => Outcome::Failed(format!(
+                "the output does not fit the step's output schema: {}",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )),
+        },
+        (outcome, _) => outcome,
+    }
+}
+
+/// What the current step comes to without leaving the process: its condition, MANUAL mode's
+/// gate, its input, then the step itself, unless it calls out.
+fn prepare(engine: &Inner, definition: &Definition, step: &CompiledStep, row: &Row) -> Result<Prepared> {
     let context = context(row);
     if let Some(condition) = &step.when {
         match condition.test(&context) {
             Ok(true) => {}
-            Ok(false) => return Ok(Outcome::Skipped("its condition is false".to_owned())),
-            Err(error) => return Ok(Outcome::Failed(format!("the step's condition failed: {error}"))),
+            Ok(false) => return Ok(Prepared::Ready(Outcome::Skipped("its condition is false".to_owned()))),
+            Err(error) => {
+                return Ok(Prepared::Ready(Outcome::Failed(format!("the step's condition failed: {error}"))));
+            }
         }
     }
     if row.mode == Mode::Manual.as_str() && !row.gate_open {
         let prompt =
             format!("Approve step `{}` ({}) to run it, or skip, jump or abort.", step.name, step.kind.as_str());
-        return Ok(Outcome::Park(InterventionKind::Checkpoint, Some(prompt)));
+        return Ok(Prepared::Ready(Outcome::Park(InterventionKind::Checkpoint, Some(prompt))));
     }
     let environment: Environment = parse(&row.environment)?;
-    match step_input(step, &context) {
-        Err(error) => Ok(Outcome::Failed(error)),
-        Ok(input) => run(engine, definition, step, row, environment, input, &context).await,
-    }
+    let input = match step_input(step, &context) {
+        Ok(input) => input,
+        Err(error) => return Ok(Prepared::Ready(Outcome::Failed(error))),
+    };
+    let simulated = (environment == Environment::Simulation).then(|| step.simulated_output.clone()).flatten();
+    let prompt = match &step.prompt {
+        Some(template) => match template.render(&context) {
+            Ok(prompt) => Some(prompt),
+            Err(error) => return Ok(Prepared::Ready(Outcome::Failed(format!("the step's prompt failed: {error}")))),
+        },
+        None => None,
+    };
+    let outcome = match step.kind {
+        StepKind::Transform => match &step.program {
+            Some(program) => match program.one(&input) {
+                Ok(output) => Outcome::Output(output),
+                Err(error) => Outcome::Failed(format!("the program failed: {error}")),
+            },
+            None => Outcome::Failed("the step has no program".to_owned()),
+        },
+        StepKind::Human => match simulated {
+            Some(output) => Outcome::Output(output),
+            None => Outcome::Park(InterventionKind::Task, prompt),
+        },
+        StepKind::Agent => match (simulated, &engine.model) {
+            (Some(output), _) => Outcome::Output(output),
+            (None, Some(_)) if environment != Environment::Simulation => {
+                return Ok(Prepared::Call(Call { input, prompt, context }));
+            }
+            (None, _) => Outcome::Park(InterventionKind::Agent, prompt),
+        },
+        StepKind::Webhook => {
+            if environment == Environment::Simulation {
+                // Nothing leaves the server in simulation.
+                Outcome::Output(simulated.unwrap_or(Value::Null))
+            } else if !webhook::allowed(
+                engine.config.webhook_allow_list(environment),
+                step.url.as_deref().unwrap_or_default(),
+            ) {
+                Outcome::Failed(format!("the webhook URL is not on the {environment} allow-list"))
+            } else {
+                return Ok(Prepared::Call(Call { input, prompt, context }));
+            }
+        }
+        StepKind::Playbook => {
+            let name = step.playbook.as_deref().unwrap_or_default();
+            definition.playbook(name)?;
+            Outcome::Child(input)
+        }
+    };
+    Ok(Prepared::Ready(outcome))
 }
 
 fn renew(engine: &Inner, row: &mut Row) {
@@ -187,78 +284,34 @@ fn step_input(step: &CompiledStep, context: &Value) -> Result<Value, String> {
     Ok(input)
 }
 
-async fn run(
-    engine: &Arc<Inner>,
-    definition: &Definition,
-    step: &CompiledStep,
-    row: &Row,
-    environment: Environment,
-    input: Value,
-    context: &Value,
-) -> Result<Outcome> {
-    let simulated = (environment == Environment::Simulation).then(|| step.simulated_output.clone()).flatten();
-    let prompt = match &step.prompt {
-        Some(template) => match template.render(context) {
-            Ok(prompt) => Some(prompt),
-            Err(error) => return Ok(Outcome::Failed(format!("the step's prompt failed: {error}"))),
-        },
-        None => None,
-    };
-    Ok(match step.kind {
-        StepKind::Transform => match &step.program {
-            Some(program) => match program.one(&input) {
-                Ok(output) => Outcome::Output(output),
-                Err(error) => Outcome::Failed(format!("the program failed: {error}")),
-            },
-            None => Outcome::Failed("the step has no program".to_owned()),
-        },
-        StepKind::Human => match simulated {
-            Some(output) => Outcome::Output(output),
-            None => Outcome::Park(InterventionKind::Task, prompt),
-        },
-        StepKind::Agent => match (simulated, &engine.model) {
-            (Some(output), _) => Outcome::Output(output),
-            (None, Some(model)) if environment != Environment::Simulation => {
-                if !started(engine, row, step).await? {
-                    return Ok(Outcome::Superseded);
-                }
-                let request = AgentRequest {
-                    prompt: prompt.unwrap_or_default(),
-                    output_schema: step.output_schema.clone().unwrap_or_else(|| json!({})),
-                    context: context.clone(),
-                    timeout: step.timeout,
-                };
-                match model.complete(request).await {
-                    Ok(output) => Outcome::Output(output),
-                    Err(error) => Outcome::Failed(error),
-                }
-            }
-            (None, _) => Outcome::Park(InterventionKind::Agent, prompt),
-        },
-        StepKind::Webhook => {
-            if environment == Environment::Simulation {
-                // Nothing leaves the server in simulation.
-                return Ok(Outcome::Output(simulated.unwrap_or(Value::Null)));
-            }
-            let url = step.url.as_deref().unwrap_or_default();
-            let allow_list = engine.config.webhook_allow_list(environment);
-            if !webhook::allowed(allow_list, url) {
-                return Ok(Outcome::Failed(format!("the webhook URL is not on the {environment} allow-list")));
-            }
-            if !started(engine, row, step).await? {
-                return Ok(Outcome::Superseded);
-            }
-            let key = format!("{}:{}:{}", row.id, step.name, row.attempt);
-            match webhook::call(&engine.http, url, &input, &key, step.timeout).await {
+/// Makes a step's call outside the process, after committing STEP_STARTED so that the attempt
+/// (and with it the idempotency key) is durable first.
+async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Call) -> Result<Outcome> {
+    if !started(engine, row, step).await? {
+        return Ok(Outcome::Superseded);
+    }
+    Ok(match (step.kind, &engine.model) {
+        (StepKind::Agent, Some(model)) => {
+            let request = AgentRequest {
+                prompt: call.prompt.unwrap_or_default(),
+                output_schema: step.output_schema.clone().unwrap_or_else(|| json!({})),
+                context: call.context,
+                timeout: step.timeout,
+            };
+            match model.complete(request).await {
                 Ok(output) => Outcome::Output(output),
                 Err(error) => Outcome::Failed(error),
             }
         }
-        StepKind::Playbook => {
-            let name = step.playbook.as_deref().unwrap_or_default();
-            definition.playbook(name)?;
-            Outcome::Child(input)
+        (StepKind::Webhook, _) => {
+            let url = step.url.as_deref().unwrap_or_default();
+            let key = format!("{}:{}:{}", row.id, step.name, row.attempt);
+            match webhook::call(&engine.http, url, &call.input, &key, step.timeout).await {
+                Ok(output) => Outcome::Output(output),
+                Err(error) => Outcome::Failed(error),
+            }
         }
+        (kind, _) => Outcome::Failed(format!("a {} step makes no call", kind.as_str())),
     })
 }
 
@@ -282,6 +335,7 @@ async fn started(engine: &Arc<Inner>, row: &Row, step: &CompiledStep) -> Result<
 async fn claim(engine: &Arc<Inner>, id: &str) -> Result<bool> {
     let now = Utc::now();
     let until = now + chrono::Duration::from_std(engine.config.lease).unwrap_or_default();
+    let tx = Tx::begin(engine).await?;
     let result = execution::Entity::update_many()
         .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
         .col_expr(execution::Column::LeaseUntil, Expr::value(until))
@@ -293,20 +347,36 @@ async fn claim(engine: &Arc<Inner>, id: &str) -> Result<bool> {
                 .add(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
                 .add(execution::Column::LeaseUntil.lt(now)),
         )
-        .exec(engine.store.connection())
-        .await?;
-    Ok(result.rows_affected == 1)
+        .exec(tx.db())
+        .await;
+    match result {
+        Ok(result) => {
+            tx.commit().await?;
+            Ok(result.rows_affected == 1)
+        }
+        Err(error) => {
+            tx.abandon().await;
+            Err(error.into())
+        }
+    }
 }
 
 async fn release(engine: &Arc<Inner>, id: &str) -> Result<()> {
-    execution::Entity::update_many()
+    let tx = Tx::begin(engine).await?;
+    let result = execution::Entity::update_many()
         .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
         .filter(execution::Column::Id.eq(id))
         .filter(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
-        .exec(engine.store.connection())
-        .await?;
-    Ok(())
+        .exec(tx.db())
+        .await;
+    match result {
+        Ok(_) => tx.commit().await,
+        Err(error) => {
+            tx.abandon().await;
+            Err(error.into())
+        }
+    }
 }
 
 /// Claims runnable executions whose lease is free or expired (a replica died, or this one

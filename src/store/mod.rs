@@ -7,6 +7,7 @@
 //! locked with `FOR UPDATE` inside each transition.
 
 pub mod entity;
+mod group;
 
 use std::time::Duration;
 
@@ -32,6 +33,58 @@ pub enum Backend {
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
+    /// SQLite's writers share transactions (group commit); PostgreSQL's run side by side and
+    /// share `fsync`s in the server's own WAL group commit.
+    group: Option<group::Group>,
+}
+
+/// A write transaction: a database transaction of its own (PostgreSQL), or a turn in a shared
+/// one (SQLite, see [`group`]). Statements run on [`Write::db`].
+pub struct Write {
+    db: DatabaseTransaction,
+    turn: Option<group::Turn>,
+}
+
+impl Write {
+    pub fn db(&self) -> &DatabaseTransaction {
+        &self.db
+    }
+
+    /// Returns once the work is durable.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        match self.turn {
+            Some(turn) => turn.commit(self.db).await,
+            None => self.db.commit().await,
+        }
+    }
+
+    /// Discards the work.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self.turn {
+            Some(turn) => {
+                let _ = turn.rollback(self.db).await;
+                Ok(())
+            }
+            None => self.db.rollback().await,
+        }
+    }
+
+    /// Discards the work without waiting (for `Drop`): on a task, so that SQLite's write lock
+    /// is not kept until the connection is next used.
+    pub fn rollback_later(self) {
+        match self.turn {
+            Some(turn) => {
+                turn.rollback(self.db);
+            }
+            None => {
+                tokio::spawn(async move {
+                    if let Err(error) = self.db.rollback().await {
+                        tracing::warn!(%error, "rolling back an abandoned transaction failed");
+                    }
+                });
+            }
+        }
+    }
 }
 
 impl Store {
@@ -74,7 +127,8 @@ impl Store {
             options.set_schema_search_path(schema.to_owned());
         }
         let db = Database::connect(options).await?;
-        let store = Store { db, backend };
+        let group = (backend == Backend::Sqlite).then(group::Group::default);
+        let store = Store { db, backend, group };
         store.migrate().await?;
         Ok(store)
     }
@@ -106,19 +160,35 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    /// Starts a database transaction of its own (`BEGIN IMMEDIATE` on SQLite), outside any
+    /// group: for migrations and tools.
     pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        self.db.begin_with_options(options).await
+        begin_immediate(&self.db).await
+    }
+
+    /// Starts a write transaction; on SQLite, a turn in the current group commit.
+    pub async fn write(&self) -> Result<Write, DbErr> {
+        match &self.group {
+            Some(group) => {
+                let (turn, db) = group.begin(&self.db).await?;
+                Ok(Write { db, turn: Some(turn) })
+            }
+            None => Ok(Write { db: self.begin().await?, turn: None }),
+        }
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
     }
+}
+
+/// `BEGIN IMMEDIATE` on SQLite, so that a writer takes the write lock up front; `BEGIN`
+/// elsewhere.
+async fn begin_immediate(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    db.begin_with_options(options).await
 }
 
 /// The URL without its password, for messages and logs.

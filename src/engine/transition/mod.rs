@@ -105,10 +105,10 @@ pub(crate) async fn apply(
     match steer(engine, principal, id, command, action, &mut tx, &mut row).await {
         Ok(playbook) => {
             let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
-            let execution = records::execution(&row, &step_names)?;
-            tx.save(row).await?;
-            tx.commit().await?;
-            Ok(execution)
+            tx.save(row.clone()).await?;
+            // The steps that follow run inline at commit; answer with where they left it.
+            let row = tx.commit_reading(Some(&row.id)).await?.unwrap_or(row);
+            records::execution(&row, &step_names)
         }
         Err(error) => {
             // Roll back now: a transaction merely dropped would keep SQLite's write lock until
