@@ -3,8 +3,8 @@
 //! gap (events published out of commit order, or a lagging receiver) from the database, so a
 //! subscriber sees every event once, in `seq` order.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -19,6 +19,47 @@ use crate::store::entity::event;
 /// How many events the broadcast holds for slow receivers before they must catch up from the
 /// database.
 pub(crate) const BROADCAST_CAPACITY: usize = 16_384;
+
+/// Events one execution's channel holds for slow subscribers before they catch up from the
+/// database. Small, since every watched execution has one.
+const WATCH_CAPACITY: usize = 128;
+
+/// Routes each event to the subscribers of its execution only, so that a subscriber wakes
+/// for its own execution's events and never filters everybody else's. A channel exists while
+/// somebody watches its execution.
+#[derive(Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<ExecutionId, broadcast::Sender<Arc<Event>>>>,
+}
+
+impl Hub {
+    fn watch(&self, execution: ExecutionId) -> broadcast::Receiver<Arc<Event>> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.entry(execution).or_insert_with(|| broadcast::channel(WATCH_CAPACITY).0).subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: &Arc<Event>) {
+        let channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(channel) = channels.get(&event.execution_id) {
+            // Nobody left is fine: the last subscriber removes the channel as it goes.
+            let _ = channel.send(event.clone());
+        }
+    }
+
+    /// Called by a subscriber as it goes: the channel goes with its last subscriber.
+    fn unwatch(&self, execution: ExecutionId, receiver: broadcast::Receiver<Arc<Event>>) {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(receiver);
+        if channels.get(&execution).is_some_and(|channel| channel.receiver_count() == 0) {
+            channels.remove(&execution);
+        }
+    }
+
+    #[cfg(test)]
+    fn watched(&self) -> usize {
+        self.channels.lock().map(|channels| channels.len()).unwrap_or_default()
+    }
+}
 
 /// Events of `execution` with `after < seq <= until`, in order.
 pub(crate) async fn read(
@@ -59,9 +100,18 @@ struct Subscription {
     engine: Arc<Inner>,
     execution: ExecutionId,
     last: i64,
-    receiver: broadcast::Receiver<Arc<Event>>,
+    /// Taken only by `Drop`.
+    receiver: Option<broadcast::Receiver<Arc<Event>>>,
     backlog: VecDeque<Event>,
     replayed: bool,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.receiver.take() {
+            self.engine.watchers.unwatch(self.execution, receiver);
+        }
+    }
 }
 
 impl Subscription {
@@ -78,7 +128,8 @@ impl Subscription {
                 }
                 continue;
             }
-            match self.receiver.recv().await {
+            let receiver = self.receiver.as_mut()?;
+            match receiver.recv().await {
                 Ok(event) if event.execution_id != self.execution || event.seq <= self.last => {}
                 Ok(event) if event.seq == self.last + 1 => {
                     self.last = event.seq;
@@ -116,7 +167,7 @@ impl Engine {
     ) -> impl Stream<Item = Result<Event>> + Send + use<> {
         // Subscribing before reading history means nothing committed in between is missed.
         let subscription = Subscription {
-            receiver: self.inner.events.subscribe(),
+            receiver: Some(self.inner.watchers.watch(execution)),
             engine: self.inner.clone(),
             execution,
             last: after_seq.max(0),
@@ -163,5 +214,42 @@ impl Engine {
     /// environment, runtime or type. Receivers that lag must resume per execution by `seq`.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::types::EventType;
+
+    fn event(execution: ExecutionId, seq: i64) -> Arc<Event> {
+        Arc::new(Event {
+            execution_id: execution,
+            seq,
+            event_type: EventType::StateEdited,
+            at: chrono::Utc::now(),
+            actor: "test".to_owned(),
+            step: None,
+            payload: serde_json::Value::Null,
+            runtime_id: "r".to_owned(),
+            environment: crate::engine::types::Environment::Development,
+        })
+    }
+
+    #[test]
+    fn each_execution_has_a_channel_while_somebody_watches_it() {
+        let hub = Hub::default();
+        let (watched, other) = (ExecutionId::new(), ExecutionId::new());
+        let mut first = hub.watch(watched);
+        let second = hub.watch(watched);
+        assert_eq!(hub.watched(), 1);
+        hub.publish(&event(other, 1));
+        hub.publish(&event(watched, 7));
+        assert_eq!(first.try_recv().map(|event| event.seq).ok(), Some(7), "only its own execution's events");
+        assert!(first.try_recv().is_err());
+        hub.unwatch(watched, first);
+        assert_eq!(hub.watched(), 1, "the second subscriber still watches");
+        hub.unwatch(watched, second);
+        assert_eq!(hub.watched(), 0, "the channel goes with its last subscriber");
     }
 }

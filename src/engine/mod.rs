@@ -165,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) model: Option<Arc<dyn Model>>,
     definitions: RwLock<HashMap<(String, i32), Arc<Definition>>>,
     events: broadcast::Sender<Arc<Event>>,
+    /// Per-execution channels, for subscribers of one execution (see `events::Hub`).
+    watchers: events::Hub,
     queue: mpsc::UnboundedSender<String>,
     /// Executions a worker of this process holds, and whether they were woken again since.
     active: Mutex<HashMap<String, bool>>,
@@ -212,6 +214,7 @@ impl Engine {
             model,
             definitions: RwLock::new(HashMap::new()),
             events,
+            watchers: events::Hub::default(),
             queue,
             active: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -742,7 +745,9 @@ impl Inner {
 
     pub(crate) fn publish(&self, event: Event) {
         // No receiver is fine: nobody is listening.
-        let _ = self.events.send(Arc::new(event));
+        let event = Arc::new(event);
+        self.watchers.publish(&event);
+        let _ = self.events.send(event);
     }
 
     /// Hands an execution to the workers; if a worker of this process already holds it, that
