@@ -71,6 +71,21 @@ pub struct Config {
     #[arg(long, env = "ORGATA_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Evaluation steps one jq program may take (each term evaluated, native call and value a
+    /// generator yields) before it is stopped and its step fails; at most 10,000,000. Like
+    /// `--jq-timeout-ms`, it holds for the whole process.
+    #[arg(long, env = "ORGATA_JQ_MAX_STEPS", default_value_t = crate::jq::Budget::DEFAULT.steps)]
+    pub jq_max_steps: u64,
+
+    /// Milliseconds one jq program may run before it is stopped and its step fails.
+    #[arg(long, env = "ORGATA_JQ_TIMEOUT_MS", default_value_t = crate::jq::Budget::DEFAULT.time.as_millis() as u64)]
+    pub jq_timeout_ms: u64,
+
+    /// Seconds a WebSocket message may wait for a client that does not read before the
+    /// connection is closed.
+    #[arg(long, env = "ORGATA_WS_SEND_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub ws_send_timeout_seconds: u64,
+
     /// Accept HS256 JWT bearer tokens signed with this secret.
     #[arg(long, env = "ORGATA_JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
@@ -119,6 +134,9 @@ impl Config {
             model_api_key: None,
             webhook_allow: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
+            jq_max_steps: crate::jq::Budget::DEFAULT.steps,
+            jq_timeout_ms: crate::jq::Budget::DEFAULT.time.as_millis() as u64,
+            ws_send_timeout_seconds: 30,
             jwt_hs256_secret: None,
             jwt_rs256_public_key_file: None,
             jwt_issuer: None,
@@ -131,6 +149,11 @@ impl Config {
 
     pub fn deploys_examples(&self) -> bool {
         self.examples && !self.no_examples
+    }
+
+    /// What one jq program may spend.
+    pub fn jq_budget(&self) -> crate::jq::Budget {
+        crate::jq::Budget { steps: self.jq_max_steps.max(1), time: Duration::from_millis(self.jq_timeout_ms.max(1)) }
     }
 
     pub fn database_url(&self) -> String {

@@ -1,23 +1,278 @@
 //! jq programs (jaq): compiled once when a runtime is loaded, run over `serde_json` values.
 //!
-//! jaq has no fuel or interrupt, so a program that never yields cannot be stopped from inside;
-//! outputs are taken lazily and bounded by [`MAX_OUTPUTS`], and the engine runs programs off the
-//! async workers. Programs come from deployed packages, which only principals allowed to deploy
-//! may write.
+//! Programs come from deployed packages, which only principals allowed to deploy may write, but a
+//! mistaken one must not take the server down. Every evaluation runs under a [`Budget`] of steps
+//! and time on an evaluator thread with a large stack: jaq looks up its table of terms through
+//! the data type once per term it evaluates (and once per native call), and that look-up is where
+//! the [`Gauge`] counts steps, checks the clock and checks how much stack the evaluation uses.
+//! When one runs out it unwinds the evaluation (without the panic hook) to [`evaluate`], which
+//! reports a clear error and ends that thread; nothing keeps spinning.
+//!
+//! Below a metered step, native code recurses once per nesting level of a value (dropping,
+//! comparing or printing it), and building a level costs at least two steps, so the evaluator's
+//! stack is sized from the step budget ([`stack_for`]). `range` is replaced by a metered one,
+//! `fromjson` by one that refuses JSON nested deeper than 128 levels, `env` is removed (it would
+//! show the server's environment, secrets included) and `debug`/`stderr` write nothing. Outputs
+//! are bounded by [`MAX_OUTPUTS`] and nest at most [`MAX_OUTPUT_DEPTH`] levels.
+//!
+//! What the meter cannot see is the work inside one native operation: its cost is bounded by
+//! its operands, which the budget bounds, but some operations are superlinear (`..` over a
+//! deeply nested value, `indices` and `contains` on long strings and arrays), and string
+//! repetition (`"x" * n`) allocates `n` copies at once. A program written to exhaust the server
+//! can still do so; only a killable sandbox process would stop that.
 
+use std::cell::Cell;
 use std::fmt;
-use std::sync::Arc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
-use jaq_core::data::JustLut;
+use jaq_core::data::{DataT, HasLut};
 use jaq_core::load::{self, Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Vars, compile};
+use jaq_core::native::{Fun, v};
+use jaq_core::{Compiler, Ctx, Exn, ValXs, Vars, compile};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
-type Filter = jaq_core::Filter<JustLut<Val>>;
+type Filter = jaq_core::Filter<Metered>;
+type Lut = jaq_core::Lut<Metered>;
 
 /// The most outputs a program may produce.
 pub const MAX_OUTPUTS: usize = 10_000;
+
+/// The deepest nesting of a program's output (a context holds outputs a few levels down, and
+/// JSON deeper than 128 levels cannot be read back).
+pub const MAX_OUTPUT_DEPTH: usize = 64;
+
+/// How much stack an evaluation may use while jaq recurses.
+const EVALUATION_STACK: usize = 32 << 20;
+/// Stack kept below that for each step of the budget: a value nested `n` levels deep takes at
+/// least `2 n` steps to build, and printing it (the deepest native recursion) takes about
+/// 1.3 KiB of stack per level in debug builds.
+const STACK_PER_STEP: usize = 640;
+/// The largest step budget (the stack it implies is reserved, not committed).
+pub const MAX_STEPS: u64 = 10_000_000;
+/// How many idle evaluator threads are kept.
+const IDLE_EVALUATORS: usize = 4;
+/// An evaluator that ran more steps than this ends after it: its stack may hold many touched
+/// pages, which only ending the thread gives back.
+const RETIRE_AFTER_STEPS: u64 = 100_000;
+
+/// What one evaluation of a program may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Steps: terms evaluated, native filters called and values a native generator yields.
+    pub steps: u64,
+    /// Wall-clock time.
+    pub time: Duration,
+}
+
+impl Budget {
+    pub const DEFAULT: Budget = Budget { steps: 1_000_000, time: Duration::from_secs(1) };
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget::DEFAULT
+    }
+}
+
+/// The stack an evaluator needs for `budget`: the recursion allowance plus room to drop and
+/// print the deepest value the budget can build.
+pub fn stack_for(budget: Budget) -> usize {
+    let steps = usize::try_from(budget.steps.min(MAX_STEPS)).unwrap_or(usize::MAX);
+    EVALUATION_STACK.saturating_add(steps.saturating_mul(STACK_PER_STEP)).saturating_add(1 << 20)
+}
+
+static BUDGET_STEPS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.steps);
+static BUDGET_MILLIS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.time.as_millis() as u64);
+
+/// Sets the budget of every evaluation in this process from now on (the server's
+/// `--jq-max-steps`, at most [`MAX_STEPS`], and `--jq-timeout-ms`).
+pub fn set_budget(budget: Budget) {
+    BUDGET_STEPS.store(budget.steps.clamp(1, MAX_STEPS), Ordering::Relaxed);
+    BUDGET_MILLIS.store(u64::try_from(budget.time.as_millis()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+}
+
+/// The budget evaluations run under.
+pub fn budget() -> Budget {
+    Budget {
+        steps: BUDGET_STEPS.load(Ordering::Relaxed),
+        time: Duration::from_millis(BUDGET_MILLIS.load(Ordering::Relaxed)),
+    }
+}
+
+/// The data type programs run with: jaq's JSON values, and a [`Meter`] as global data.
+pub struct Metered;
+
+impl DataT for Metered {
+    type V<'a> = Val;
+    type Data<'a> = Meter<'a>;
+}
+
+/// The look-up table of a program, handed out only through the gauge.
+#[derive(Clone)]
+pub struct Meter<'a> {
+    lut: &'a Lut,
+    gauge: &'a Gauge,
+}
+
+impl<'a> HasLut<'a, Metered> for Meter<'a> {
+    fn lut(&self) -> &'a Lut {
+        self.gauge.step();
+        self.lut
+    }
+}
+
+/// Why an evaluation was stopped; the payload of its unwinding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Steps(u64),
+    Time(Duration),
+    Depth,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Steps(steps) => write!(formatter, "ran out of its budget of {steps} evaluation steps"),
+            Stop::Time(time) => write!(formatter, "ran out of its time budget of {} ms", time.as_millis()),
+            Stop::Depth => {
+                write!(formatter, "recursed too deeply (more than {} MiB of stack)", EVALUATION_STACK >> 20)
+            }
+        }
+    }
+}
+
+/// Counts the steps of one evaluation and stops it when its budget is spent.
+pub struct Gauge {
+    steps: Cell<u64>,
+    budget: Budget,
+    deadline: Instant,
+    /// The lowest stack address the evaluation may reach (stacks grow down).
+    stack_floor: usize,
+}
+
+impl Gauge {
+    fn new(budget: Budget, stack_base: usize) -> Gauge {
+        Gauge {
+            steps: Cell::new(0),
+            budget,
+            deadline: Instant::now() + budget.time,
+            stack_floor: stack_base.saturating_sub(EVALUATION_STACK),
+        }
+    }
+
+    #[inline]
+    fn step(&self) {
+        let steps = self.steps.get() + 1;
+        self.steps.set(steps);
+        if steps > self.budget.steps {
+            stop(Stop::Steps(self.budget.steps));
+        }
+        if steps.is_multiple_of(256) && Instant::now() > self.deadline {
+            stop(Stop::Time(self.budget.time));
+        }
+        if stack_address() < self.stack_floor {
+            stop(Stop::Depth);
+        }
+    }
+}
+
+/// Unwinds the evaluation. `resume_unwind` does not run the panic hook, so nothing is printed;
+/// the evaluator thread catches it (`serve_evaluations`). jaq's evaluation state is discarded
+/// whole, never observed after. (Built with `panic = "abort"`, this would end the process.)
+fn stop(reason: Stop) -> ! {
+    panic::resume_unwind(Box::new(reason))
+}
+
+/// An address in the current stack frame.
+#[inline(always)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The native filters programs may call: jaq's, with `range` metered, `fromjson` bounded, `env`
+/// removed and `debug`/`stderr` silent.
+fn natives() -> impl Iterator<Item = Fun<Metered>> {
+    let silent =
+        |name: &'static str| -> Fun<Metered> { jaq_core::native::run((name, v(0), |_| Box::new(std::iter::empty()))) };
+    jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .filter(|(name, arguments, _)| {
+            !matches!(
+                (*name, arguments.len()),
+                ("range", 3) | ("fromjson", 0) | ("env", 0) | ("debug_empty", 0) | ("stderr_empty", 0)
+            )
+        })
+        .chain([
+            jaq_core::native::run::<Metered>(("range", v(3), metered_range)),
+            jaq_core::native::run::<Metered>(("fromjson", v(0), bounded_fromjson)),
+            silent("debug_empty"),
+            silent("stderr_empty"),
+        ])
+}
+
+/// `fromjson`: every JSON value in the input string, parsed by `serde_json`, which refuses
+/// nesting deeper than 128 levels (jaq's parser recurses without a limit).
+fn bounded_fromjson(cv: jaq_core::Cv<'_, Metered>) -> ValXs<'_, Val> {
+    let text = match &cv.1 {
+        Val::TStr(bytes) => bytes.clone(),
+        other => {
+            let error = jaq_core::Error::typ(other.clone(), "string");
+            return Box::new(std::iter::once(Err(Exn::from(error))));
+        }
+    };
+    let mut values = serde_json::Deserializer::from_slice(&text).into_iter::<Value>();
+    let mut failed = false;
+    let parsed: Vec<_> = std::iter::from_fn(|| {
+        if failed {
+            return None;
+        }
+        match values.next()? {
+            Ok(value) => Some(Ok(to_val(&value))),
+            Err(error) => {
+                failed = true;
+                let error = jaq_core::Error::str(format_args!("cannot parse {} as JSON: {error}", cv.1));
+                Some(Err(Exn::from(error)))
+            }
+        }
+    })
+    .collect();
+    Box::new(parsed.into_iter())
+}
+
+/// `range($from; $upto; $by)`, one step per output: `$from`, `$from + $by`, … while short of
+/// `$upto` in the direction of `$by` (for a zero `$by`, while different from `$upto`).
+fn metered_range(mut cv: jaq_core::Cv<'_, Metered>) -> ValXs<'_, Val> {
+    let gauge = cv.0.data().gauge;
+    let by = cv.0.pop_var();
+    let upto = cv.0.pop_var();
+    let from = cv.0.pop_var();
+    let direction = by.partial_cmp(&Val::from(0isize)).unwrap_or(std::cmp::Ordering::Equal);
+    let mut next = Some(Ok(from));
+    Box::new(std::iter::from_fn(move || {
+        gauge.step();
+        match next.take()? {
+            Ok(current) => {
+                let going = match direction {
+                    std::cmp::Ordering::Greater => current < upto,
+                    std::cmp::Ordering::Less => current > upto,
+                    std::cmp::Ordering::Equal => current != upto,
+                };
+                if !going {
+                    return None;
+                }
+                next = Some((current.clone() + by.clone()).map_err(Exn::from));
+                Some(Ok(current))
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }))
+}
 
 /// A compiled jq program; cheap to clone and shareable across threads.
 #[derive(Clone)]
@@ -34,9 +289,41 @@ impl fmt::Debug for Program {
 
 impl Program {
     /// Compiles a program with jq's standard library; errors give line and column.
+    ///
+    /// jaq's lexer, parser and compiler recurse once per level of nesting (`((…))`, `- - 1`,
+    /// `1 + 1 + …`, `if … then if …`), with up to a few KiB of stack per level: a program of a
+    /// thousand levels would overflow an async worker's 2 MiB stack and abort the server. So a
+    /// program may be at most [`Program::MAX_BYTES`] long and is compiled on a thread whose
+    /// stack holds the deepest program of that length three times over.
     pub fn compile(code: &str) -> Result<Program, String> {
+        if code.len() > Program::MAX_BYTES {
+            return Err(format!(
+                "the program is {} bytes long; a jq program may be at most {} bytes",
+                code.len(),
+                Program::MAX_BYTES
+            ));
+        }
+        std::thread::scope(|scope| {
+            let compiler = std::thread::Builder::new()
+                .name("orgata-jq-compile".to_owned())
+                .stack_size(Program::COMPILER_STACK)
+                .spawn_scoped(scope, || Program::compile_here(code))
+                .map_err(|error| format!("cannot start a thread to compile the program: {error}"))?;
+            compiler.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// The longest jq program, in bytes.
+    pub const MAX_BYTES: usize = 32 * 1024;
+
+    /// The stack programs are compiled on. Only the pages a compilation touches are committed:
+    /// a few hundred KiB for ordinary programs, about 80 MiB for the deepest of
+    /// [`Program::MAX_BYTES`] (measured under AddressSanitizer, whose frames are the larger).
+    const COMPILER_STACK: usize = 256 << 20;
+
+    fn compile_here(code: &str) -> Result<Program, String> {
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let funs = natives();
         let arena = Arena::default();
         // `Loader::new` refuses `import` and `include`: a program cannot read files.
         let modules =
@@ -64,28 +351,9 @@ impl Program {
         &self.code
     }
 
-    /// Every output of the program over `input`.
+    /// Every output of the program over `input`, within the process's [`Budget`].
     pub fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
-        let context = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = Vec::new();
-        for output in self.filter.id.run((context, to_val(input))) {
-            if outputs.len() == MAX_OUTPUTS {
-                return Err(format!("produced more than {MAX_OUTPUTS} outputs"));
-            }
-            // Never `jaq_core::unwrap_valr`: on `halt` it exits the process.
-            let value = output.map_err(|exception| match exception.get_err() {
-                Ok(error) => match error.into_val() {
-                    Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
-                    other => other.to_string(),
-                },
-                Err(exception) => match exception.get_halt() {
-                    Ok(code) => format!("halted with exit code {code}"),
-                    Err(_) => "the program raised an exception it did not catch".to_owned(),
-                },
-            })?;
-            outputs.push(from_val(value));
-        }
-        Ok(outputs)
+        evaluate(&self.filter, input, budget())
     }
 
     /// The program's single output; none or several is an error.
@@ -106,6 +374,122 @@ impl Program {
     }
 }
 
+/// One evaluation handed to an evaluator thread.
+struct Job {
+    filter: Arc<Filter>,
+    input: Value,
+    budget: Budget,
+    /// The outcome, and whether the evaluator may take another job.
+    reply: mpsc::SyncSender<(Result<Vec<Value>, String>, bool)>,
+}
+
+/// An idle evaluator thread: where to send its next job, and its stack size.
+struct Evaluator {
+    jobs: mpsc::Sender<Job>,
+    stack: usize,
+}
+
+/// Idle evaluator threads, each waiting for its next job.
+static IDLE: Mutex<Vec<Evaluator>> = Mutex::new(Vec::new());
+
+/// Runs `filter` over `input` on an evaluator thread, under `budget`, and waits for the outcome.
+/// The caller blocks for at most about the budget's time: the evaluation stops itself then.
+fn evaluate(filter: &Arc<Filter>, input: &Value, budget: Budget) -> Result<Vec<Value>, String> {
+    let stack = stack_for(budget);
+    let (reply, answer) = mpsc::sync_channel(1);
+    let mut job = Job { filter: filter.clone(), input: input.clone(), budget, reply };
+    let evaluator = loop {
+        let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let evaluator = match idle {
+            // One with too small a stack for this budget ends as it is dropped.
+            Some(evaluator) if evaluator.stack < stack => continue,
+            Some(evaluator) => evaluator,
+            None => spawn_evaluator(stack)?,
+        };
+        match evaluator.jobs.send(job) {
+            Ok(()) => break evaluator,
+            // That evaluator has stopped; try another.
+            Err(mpsc::SendError(returned)) => job = returned,
+        }
+    };
+    let (outcome, reusable) = answer.recv().map_err(|_| "the jq evaluator stopped unexpectedly".to_owned())?;
+    if reusable {
+        let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_EVALUATORS {
+            idle.push(evaluator);
+        }
+    }
+    outcome
+}
+
+fn spawn_evaluator(stack: usize) -> Result<Evaluator, String> {
+    let (jobs, receiver) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("orgata-jq".to_owned())
+        .stack_size(stack)
+        .spawn(move || serve_evaluations(&receiver, stack))
+        .map_err(|error| format!("cannot start a jq evaluator thread with a {} MiB stack: {error}", stack >> 20))?;
+    Ok(Evaluator { jobs, stack })
+}
+
+/// An evaluator thread: runs jobs until it is dropped from the pool, or until a job was stopped,
+/// panicked or ran many steps (ending the thread gives its stack pages back).
+fn serve_evaluations(jobs: &mpsc::Receiver<Job>, stack: usize) {
+    let stack_base = stack_address();
+    while let Ok(Job { filter, input, budget, reply }) = jobs.recv() {
+        if stack_for(budget) > stack {
+            let _ = reply.send((Err("the jq evaluator's stack is too small for the budget".to_owned()), false));
+            return;
+        }
+        let gauge = Gauge::new(budget, stack_base);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_metered(&filter, &input, &gauge)));
+        let (outcome, reusable) = match outcome {
+            Ok(outcome) => (outcome, gauge.steps.get() <= RETIRE_AFTER_STEPS),
+            Err(payload) => match payload.downcast::<Stop>() {
+                Ok(stop) => (Err(stop.to_string()), false),
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    (Err(format!("the jq evaluator failed: {message}")), false)
+                }
+            },
+        };
+        drop((filter, input));
+        // The caller may have gone; then the outcome is nobody's.
+        let _ = reply.send((outcome, reusable));
+        if !reusable {
+            return;
+        }
+    }
+}
+
+/// The evaluation itself, on an evaluator thread; `gauge` may unwind out of it.
+fn run_metered(filter: &Filter, input: &Value, gauge: &Gauge) -> Result<Vec<Value>, String> {
+    let context = Ctx::<Metered>::new(Meter { lut: &filter.lut, gauge }, Vars::new([]));
+    let mut outputs = Vec::new();
+    for output in filter.id.run((context, to_val(input))) {
+        if outputs.len() == MAX_OUTPUTS {
+            return Err(format!("produced more than {MAX_OUTPUTS} outputs"));
+        }
+        // Never `jaq_core::unwrap_valr`: on `halt` it exits the process.
+        let value = output.map_err(|exception| match exception.get_err() {
+            Ok(error) => match error.into_val() {
+                Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
+                other => other.to_string(),
+            },
+            Err(exception) => match exception.get_halt() {
+                Ok(code) => format!("halted with exit code {code}"),
+                Err(_) => "the program raised an exception it did not catch".to_owned(),
+            },
+        })?;
+        outputs.push(from_val(value, 0)?);
+    }
+    Ok(outputs)
+}
+
 /// Text with `{{ jq }}` placeholders, e.g. a prompt: `Make a {{ .input.sandwichType }} one`.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -119,10 +503,22 @@ enum Part {
 }
 
 impl Template {
+    /// The most placeholders a template may hold; each is a program compiled on its own.
+    pub const MAX_PLACEHOLDERS: usize = 100;
+
     pub fn compile(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
+        let mut placeholders = 0;
         while let Some(start) = rest.find("{{") {
+            placeholders += 1;
+            if placeholders > Template::MAX_PLACEHOLDERS {
+                return Err(format!(
+                    "placeholder opened at byte {} is one too many: a template may hold at most {} placeholders",
+                    text.len() - rest.len() + start,
+                    Template::MAX_PLACEHOLDERS
+                ));
+            }
             let Some(length) = rest[start + 2..].find("}}") else {
                 return Err(format!(
                     "placeholder opened at byte {} is never closed with }}}}",
@@ -215,26 +611,40 @@ fn to_val(value: &Value) -> Val {
     }
 }
 
-fn from_val(value: Val) -> Value {
-    match value {
+/// `value` as JSON; `depth` is how many arrays and objects enclose it.
+fn from_val(value: Val, depth: usize) -> Result<Value, String> {
+    let nested = |depth: usize| {
+        if depth >= MAX_OUTPUT_DEPTH {
+            Err(format!("its output nests deeper than {MAX_OUTPUT_DEPTH} levels"))
+        } else {
+            Ok(depth + 1)
+        }
+    };
+    Ok(match value {
         Val::Null => Value::Null,
         Val::Bool(boolean) => Value::Bool(boolean),
         Val::Num(number) => from_num(&number),
         Val::TStr(bytes) | Val::BStr(bytes) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-        Val::Arr(items) => Value::Array(items.iter().cloned().map(from_val).collect()),
-        Val::Obj(object) => Value::Object(
-            object
-                .iter()
-                .map(|(key, value)| {
-                    let key = match key {
-                        Val::TStr(bytes) | Val::BStr(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                        other => other.to_string(),
-                    };
-                    (key, from_val(value.clone()))
-                })
-                .collect(),
-        ),
-    }
+        Val::Arr(items) => {
+            let depth = nested(depth)?;
+            Value::Array(items.iter().map(|item| from_val(item.clone(), depth)).collect::<Result<_, _>>()?)
+        }
+        Val::Obj(object) => {
+            let depth = nested(depth)?;
+            Value::Object(
+                object
+                    .iter()
+                    .map(|(key, value)| {
+                        let key = match key {
+                            Val::TStr(bytes) | Val::BStr(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                            other => other.to_string(),
+                        };
+                        Ok((key, from_val(value.clone(), depth)?))
+                    })
+                    .collect::<Result<_, String>>()?,
+            )
+        }
+    })
 }
 
 fn from_num(number: &Num) -> Value {
@@ -293,6 +703,86 @@ mod tests {
     fn endless_streams_are_cut() {
         let error = Program::compile("repeat(1)").expect("compiles").run(&Value::Null).expect_err("too many");
         assert!(error.contains("more than"), "{error}");
+    }
+
+    fn stopped(code: &str, budget: Budget) -> String {
+        let program = Program::compile(code).expect("compiles");
+        let started = Instant::now();
+        let error = evaluate(&program.filter, &Value::Null, budget).expect_err("stopped");
+        assert!(started.elapsed() < budget.time + Duration::from_secs(5), "{code} ran {:?}", started.elapsed());
+        error
+    }
+
+    #[test]
+    fn endless_programs_run_out_of_steps() {
+        let budget = Budget { steps: 100_000, time: Duration::from_secs(60) };
+        for code in [
+            "def f: f; f",
+            "until(false; .)",
+            "last(repeat(1))",
+            "[repeat(1)]",
+            "last(range(1e18))",
+            "[range(1e18)]",
+            "[limit(1e18; repeat(.))] | length",
+            "reduce range(1e18) as $x (0; . + $x)",
+        ] {
+            let error = stopped(code, budget);
+            assert_eq!(error, "ran out of its budget of 100000 evaluation steps", "{code}");
+        }
+    }
+
+    #[test]
+    fn endless_programs_run_out_of_time() {
+        let budget = Budget { steps: 5_000_000, time: Duration::from_millis(50) };
+        assert_eq!(stopped("def f: f; f", budget), "ran out of its time budget of 50 ms");
+    }
+
+    #[test]
+    fn deep_recursion_is_stopped_not_a_crash() {
+        let budget = Budget { steps: 1_000_000, time: Duration::from_secs(120) };
+        for code in ["def f: 1 + f; f", "def f: [f]; f", "def f: f | f; f", "def f: (f | f), 1; [f]"] {
+            assert_eq!(stopped(code, budget), "recursed too deeply (more than 32 MiB of stack)", "{code}");
+        }
+        // The evaluators still work.
+        assert_eq!(Program::compile("1 + 1").expect("compiles").one(&Value::Null), Ok(json!(2)));
+    }
+
+    #[test]
+    fn deep_values_within_the_budget_do_not_overflow() {
+        // 1.2 million steps build a value 400,000 levels deep; printing and dropping it recurse
+        // as deep, below any metered step.
+        let budget = Budget { steps: 1_300_000, time: Duration::from_secs(120) };
+        let program = Program::compile("reduce range(400000) as $i (null; [.]) | tojson | length").expect("compiles");
+        assert_eq!(evaluate(&program.filter, &Value::Null, budget), Ok(vec![json!(800_004)]));
+        let error = stopped("[recurse([.])] | length", Budget { steps: 1_000_000, ..budget });
+        assert_eq!(error, "ran out of its budget of 1000000 evaluation steps");
+        // A string is one step however deep the JSON in it: `fromjson` refuses deep nesting.
+        let program = Program::compile(r#"("[" * 3000000) + ("]" * 3000000) | fromjson"#).expect("compiles");
+        let error = program.run(&Value::Null).expect_err("too deep");
+        assert!(error.starts_with("cannot parse") && error.contains("recursion limit exceeded"), "{error}");
+        let program = Program::compile("[fromjson]").expect("compiles");
+        assert_eq!(program.one(&json!(r#"[1, {"a": 2}] 3"#)), Ok(json!([[1, {"a": 2}], 3])));
+        assert!(Program::compile("fromjson").expect("compiles").run(&json!("{")).is_err());
+        assert!(Program::compile("fromjson").expect("compiles").run(&json!(1)).is_err());
+    }
+
+    #[test]
+    fn deep_values_are_refused_as_outputs() {
+        let program = Program::compile("reduce range(1000) as $i (0; [.])").expect("compiles");
+        let error = program.run(&Value::Null).expect_err("too deep");
+        assert_eq!(error, format!("its output nests deeper than {MAX_OUTPUT_DEPTH} levels"));
+        let program = Program::compile("reduce range(64) as $i (0; [.]) | flatten").expect("compiles");
+        assert_eq!(program.one(&Value::Null), Ok(json!([0])));
+    }
+
+    #[test]
+    fn the_environment_is_not_readable_and_debug_is_silent() {
+        let error = Program::compile("env").expect_err("no env");
+        assert!(error.contains("undefined filter env/0"), "{error}");
+        assert_eq!(Program::compile("debug | . + 1").expect("compiles").one(&json!(1)), Ok(json!(2)));
+        assert_eq!(Program::compile("[range(0; 10; 3)]").expect("compiles").one(&Value::Null), Ok(json!([0, 3, 6, 9])));
+        assert_eq!(Program::compile("[range(5; 0; -2)]").expect("compiles").one(&Value::Null), Ok(json!([5, 3, 1])));
+        assert_eq!(Program::compile("[range(3)]").expect("compiles").one(&Value::Null), Ok(json!([0, 1, 2])));
     }
 
     #[test]

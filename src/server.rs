@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::{Data, Request as GraphQLRequestBody};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -34,6 +38,10 @@ pub struct AppState {
     pub rest: Arc<RestApi>,
     pub mcp: Arc<crate::api::mcp::McpApi>,
     pub metrics: Arc<Metrics>,
+    /// The largest request body, and WebSocket message, accepted.
+    pub max_body_bytes: usize,
+    /// How long a WebSocket message may wait for a client that does not read.
+    pub ws_send_timeout: Duration,
 }
 
 /// Counters for `/metrics`.
@@ -83,8 +91,10 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
     if config.deploys_examples() {
         deploy_examples(&engine, &config).await;
     }
+    crate::jq::set_budget(config.jq_budget());
     let mut state = state(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
     state.mcp_allowed_hosts = config.mcp_allowed_hosts.clone();
+    state.ws_send_timeout = Duration::from_secs(config.ws_send_timeout_seconds.max(1));
     let app = router(state, config.max_body_bytes, &config.cors_allow_origin).map_err(anyhow::Error::msg)?;
     tracing::info!(%address, "orgata is listening; GraphiQL at http://{address}/graphql");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
@@ -112,10 +122,21 @@ pub fn state(engine: Engine, loopback: bool) -> Result<AppState, String> {
     let schema = graphql::build(engine.clone());
     let rest = Arc::new(RestApi::new(&schema)?);
     let mcp = Arc::new(crate::api::mcp::McpApi::new(&schema)?);
-    Ok(AppState { schema, rest, mcp, engine, metrics, loopback, mcp_allowed_hosts: Vec::new() })
+    Ok(AppState {
+        schema,
+        rest,
+        mcp,
+        engine,
+        metrics,
+        loopback,
+        mcp_allowed_hosts: Vec::new(),
+        max_body_bytes: 8 * 1024 * 1024,
+        ws_send_timeout: Duration::from_secs(30),
+    })
 }
 
-pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Result<Router, String> {
+pub fn router(mut state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Result<Router, String> {
+    state.max_body_bytes = max_body_bytes;
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
@@ -125,7 +146,10 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .nest("/api/v1", crate::api::rest::router(state.rest.clone()))
         .merge(
             Router::new()
-                .nest_service("/mcp", crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts))
+                .nest_service(
+                    "/mcp",
+                    crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts, state.max_body_bytes),
+                )
                 .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -151,15 +175,68 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
     Ok(router.layer(cors))
 }
 
+/// A GraphQL error body with `extensions.code`, outside any execution (the request itself is
+/// refused).
+fn refused_graphql(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, axum::Json(body)).into_response()
+}
+
+/// One GraphQL request as JSON (`application/json`; a form or text body, which a web page may
+/// send without asking, is refused). Batches are refused: one operation per request, so the
+/// query limits bound what a request costs.
 async fn graphql_post(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    request: GraphQLRequest,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match caller(&state, bearer(&headers).as_deref()).await {
-        Ok(principal) => {
-            GraphQLResponse::from(state.schema.execute(request.into_inner().data(principal)).await).into_response()
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("application/graphql+json")
+        });
+    if !json {
+        return refused_graphql(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_INPUT",
+            "POST /graphql takes a JSON body with Content-Type: application/json",
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("the body is larger than {} bytes", state.max_body_bytes);
+            return refused_graphql(StatusCode::PAYLOAD_TOO_LARGE, "BAD_INPUT", &message);
         }
+        Err(rejection) => {
+            let message = format!("the body could not be read: {}", rejection.body_text());
+            return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &message);
+        }
+    };
+    let request = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(_)) => {
+            return refused_graphql(
+                StatusCode::BAD_REQUEST,
+                "BAD_INPUT",
+                "batched requests are not supported; send one operation per request",
+            );
+        }
+        Ok(value) => match serde_json::from_value::<GraphQLRequestBody>(value) {
+            Ok(request) => request,
+            Err(error) => {
+                let message = format!("the body is not a GraphQL request: {error}");
+                return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &message);
+            }
+        },
+        Err(error) => {
+            return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &format!("the body is not JSON: {error}"));
+        }
+    };
+    match caller(&state, bearer(&headers).as_deref()).await {
+        Ok(principal) => GraphQLResponse::from(state.schema.execute(request.data(principal)).await).into_response(),
         Err(error) => unauthenticated_graphql(error),
     }
 }
@@ -177,18 +254,36 @@ struct GetParameters {
 async fn graphql_get(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Query(parameters): Query<GetParameters>,
+    parameters: Result<Query<GetParameters>, QueryRejection>,
 ) -> Response {
+    let parameters = match parameters {
+        Ok(Query(parameters)) => parameters,
+        Err(rejection) => {
+            let message = format!("the query string is not valid: {}", rejection.body_text());
+            return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &message);
+        }
+    };
     let Some(query) = parameters.query else {
         return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
             .into_response();
     };
-    let only_queries = async_graphql::parser::parse_query(&query).is_ok_and(|document| {
-        document
+    // The text is measured before the parser recurses into it.
+    if let Err(message) = graphql::limits::check_text(&query) {
+        return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &message);
+    }
+    let only_queries = match async_graphql::parser::parse_query(&query) {
+        Ok(document) => document
             .operations
             .iter()
-            .all(|(_, operation)| operation.node.ty == async_graphql::parser::types::OperationType::Query)
-    });
+            .all(|(_, operation)| operation.node.ty == async_graphql::parser::types::OperationType::Query),
+        Err(error) => {
+            return refused_graphql(
+                StatusCode::BAD_REQUEST,
+                "BAD_INPUT",
+                &format!("the query does not parse: {error}"),
+            );
+        }
+    };
     if !only_queries {
         let body = serde_json::json!({"errors": [{"message": "GET /graphql runs queries only; send mutations and subscriptions with POST or WebSocket", "extensions": {"code": "BAD_INPUT"}}]});
         return (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
@@ -218,16 +313,30 @@ async fn graphql_get(
 async fn graphql_ws(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let protocol =
+        headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok()).and_then(|protocols| {
+            protocols.split(',').find_map(|protocol| protocol.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return refused_graphql(
+            StatusCode::BAD_REQUEST,
+            "BAD_INPUT",
+            "Sec-WebSocket-Protocol must name graphql-transport-ws or graphql-ws",
+        );
+    };
     let schema = state.schema.clone();
     let metrics = state.metrics.clone();
     let header_token = bearer(&headers);
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| async move {
-        metrics.websockets.fetch_add(1, Ordering::Relaxed);
-        GraphQLWebSocket::new(stream, schema, protocol)
-            .on_connection_init(move |payload| async move {
+    let send_timeout = state.ws_send_timeout;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(state.max_body_bytes)
+        .max_frame_size(state.max_body_bytes)
+        .on_upgrade(move |socket| async move {
+            metrics.websockets.fetch_add(1, Ordering::Relaxed);
+            let on_init = move |payload: serde_json::Value| async move {
                 let from_payload = ["Authorization", "authorization", "token"].iter().find_map(|key| {
                     let value = payload.get(*key)?.as_str()?;
                     Some(value.strip_prefix("Bearer ").unwrap_or(value).to_owned())
@@ -239,11 +348,10 @@ async fn graphql_ws(
                 let mut data = Data::default();
                 data.insert(principal);
                 Ok(data)
-            })
-            .serve()
-            .await;
-        metrics.websockets.fetch_sub(1, Ordering::Relaxed);
-    })
+            };
+            graphql::ws::serve(socket, schema, protocol, send_timeout, on_init).await;
+            metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+        })
 }
 
 /// `/mcp` authenticates like every other protocol; the principal rides in the request's

@@ -5,6 +5,8 @@
 use std::fs;
 use std::path::Path;
 
+use orgata::jq::{Program, Template};
+use orgata::package::load::{Format, load_document};
 use orgata::package::{Package, Problem, load_path, validate};
 use tempfile::TempDir;
 
@@ -366,6 +368,76 @@ fn symlinked_section_folder_is_refused() {
     assert_eq!(problems.len(), 1, "{}", show(&problems));
     assert!(problems[0].file.ends_with("/roles"), "{}", problems[0]);
     assert!(problems[0].message.contains("symbolic link"), "{}", problems[0]);
+}
+
+// --- Hostile input (regressions found by the fuzz targets in fuzz/) --------------------------
+
+/// A one-file package whose only step runs `program`.
+fn package_with_program(program: &str) -> String {
+    let quoted = serde_json::to_string(program).expect("a string serializes");
+    format!(
+        "package: p\nversion: 1.0.0\nplaybooks:\n  - name: run\n    steps:\n      - name: go\n        \
+         kind: transform\n        program: {quoted}\n"
+    )
+}
+
+#[test]
+fn deeply_nested_jq_programs_do_not_overflow_the_stack() {
+    // Each of these overflowed a 2 MiB stack (an async worker's, or this test thread's) in
+    // jaq's lexer, parser or compiler, which aborts the whole process.
+    let depth = 5_000;
+    let programs = [
+        "(".repeat(depth) + "1" + &")".repeat(depth),
+        "(".repeat(depth),
+        "-".repeat(depth) + "1",
+        "1".to_owned() + &" + 1".repeat(depth),
+        ".|".repeat(depth) + ".",
+        "1 as $x | ".repeat(depth / 2) + ".",
+        "{a: ".repeat(depth) + "1" + &"}".repeat(depth),
+        "\"\\(".repeat(depth) + "1" + &")\"".repeat(depth),
+    ];
+    for program in &programs {
+        // Compiled or refused, but answered.
+        let _ = Program::compile(program);
+    }
+    assert!(Program::compile(&programs[0]).is_ok());
+    let loaded = load_document("deep.yaml", &package_with_program(&programs[2]), Format::Yaml).expect("loads");
+    validate(&loaded).unwrap_or_else(|problems| panic!("a deep but valid program is valid:{}", show(&problems)));
+}
+
+#[test]
+fn jq_programs_longer_than_the_limit_are_refused() {
+    let program = ".".to_owned() + &" | .".repeat(Program::MAX_BYTES / 4);
+    let loaded = load_document("long.yaml", &package_with_program(&program), Format::Yaml).expect("loads");
+    let problems = validate(&loaded).expect_err("too long");
+    assert_reported(&problems, "long.yaml", "/playbooks/0/steps/0/program", "may be at most 32768 bytes");
+    assert!(Program::compile(&(" ".repeat(Program::MAX_BYTES - 1) + ".")).is_ok());
+}
+
+#[test]
+fn templates_with_too_many_placeholders_are_refused() {
+    let placeholders = |count: usize| "{{ .a }} ".repeat(count);
+    assert!(Template::compile(&placeholders(Template::MAX_PLACEHOLDERS)).is_ok());
+    let error = Template::compile(&placeholders(Template::MAX_PLACEHOLDERS + 1)).expect_err("too many");
+    assert!(error.contains("at most 100 placeholders") && error.contains("byte 900"), "{error}");
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_it_is_parsed() {
+    // libyaml took about a minute over these 400 KB and hours over a whole 8 MiB package,
+    // because it looks at every open flow collection for every token.
+    let text = "package: p\nversion: 1.0.0\nx: ".to_owned() + &"{a: ".repeat(100_000);
+    let started = std::time::Instant::now();
+    let problems = load_document("deep.yaml", &text, Format::Yaml).expect_err("too deep");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(problems.len(), 1, "{}", show(&problems));
+    assert!(problems[0].message.contains("line 3, column 516"), "{}", problems[0]);
+    assert!(problems[0].message.contains("nested more than 128 levels"), "{}", problems[0]);
+    // Up to the limit is fine, and the JSON parser has a limit of its own.
+    let deep = "x: ".to_owned() + &"[".repeat(120) + &"]".repeat(120);
+    load_document("deep.yaml", &deep, Format::Yaml).unwrap_or_else(|problems| panic!("{}", show(&problems)));
+    let problems = load_document("deep.json", &"[".repeat(100_000), Format::Json).expect_err("too deep");
+    assert!(problems[0].message.contains("recursion limit"), "{}", problems[0]);
 }
 
 // --- The committed schema --------------------------------------------------------------------

@@ -17,10 +17,20 @@ pub fn allowed(allow_list: &[String], url: &str) -> bool {
         entry.scheme() == url.scheme()
             && entry.host_str() == url.host_str()
             && (entry.port().is_none() || entry.port_or_known_default() == url.port_or_known_default())
-            && url.path().starts_with(entry.path().trim_end_matches('/'))
+            && under(url.path(), entry.path())
             && url.username().is_empty()
             && url.password().is_none()
     })
+}
+
+/// Whether `path` is `prefix` or inside it, segment-wise: `/hooks` holds `/hooks/a`, not
+/// `/hooks-admin`.
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// POSTs `body` and returns the JSON reply.

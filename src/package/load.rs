@@ -6,6 +6,8 @@
 //! files each hold one item or a list of items. Files are read in name order; symbolic links
 //! are refused so that a package cannot read outside its own directory.
 
+mod flow_depth;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -233,13 +235,25 @@ fn parse(file: &str, text: &str, format: Format) -> Result<Value, Problem> {
                 format!("is not valid JSON (line {}, column {}): {error}", error.line(), error.column()),
             )
         }),
-        Format::Yaml => serde_yaml_ng::from_str::<Value>(text).map_err(|error| {
-            let place = error
-                .location()
-                .map(|location| format!(" (line {}, column {})", location.line(), location.column()))
-                .unwrap_or_default();
-            Problem::file(file, format!("is not valid YAML{place}: {error}"))
-        }),
+        Format::Yaml => {
+            if let Some((line, column)) = flow_depth::too_deep(text) {
+                return Err(Problem::file(
+                    file,
+                    format!(
+                        "is not valid YAML (line {line}, column {column}): `[…]` and `{{…}}` are nested more than \
+                         {} levels deep",
+                        flow_depth::MAX_FLOW_DEPTH
+                    ),
+                ));
+            }
+            serde_yaml_ng::from_str::<Value>(text).map_err(|error| {
+                let place = error
+                    .location()
+                    .map(|location| format!(" (line {}, column {})", location.line(), location.column()))
+                    .unwrap_or_default();
+                Problem::file(file, format!("is not valid YAML{place}: {error}"))
+            })
+        }
     }
 }
 

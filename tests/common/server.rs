@@ -219,6 +219,30 @@ impl GraphQLWs {
         self.receive().await
     }
 
+    /// Ends subscription `id` (`complete`, or the legacy `stop`).
+    pub async fn complete(&mut self, id: &str) {
+        let kind = if self.legacy { "stop" } else { "complete" };
+        self.send(json!({"type": kind, "id": id})).await;
+    }
+
+    /// Sends a text frame as it is.
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::text(text)).await.expect("sent");
+    }
+
+    /// Whether the server ends the connection within `wait` (a close frame, an error, or the
+    /// end of the stream), whatever else arrives first.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// Whether nothing arrives for `wait`.
     pub async fn quiet_for(&mut self, wait: Duration) -> bool {
         tokio::time::timeout(wait, self.socket.next()).await.is_err()

@@ -7,6 +7,7 @@ mod mutation;
 mod query;
 mod subscription;
 pub mod types;
+pub mod ws;
 
 use std::str::FromStr;
 

@@ -310,6 +310,7 @@ impl ServerHandler for OrgataMcp {
 pub fn service(
     state: AppState,
     allowed_hosts: &[String],
+    max_body_bytes: usize,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<
     OrgataMcp,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
@@ -317,7 +318,7 @@ pub fn service(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
-    let mut config = StreamableHttpServerConfig::default();
+    let mut config = StreamableHttpServerConfig::default().with_max_request_body_bytes(max_body_bytes);
     if !allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_graphql::Variables;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -83,12 +84,18 @@ pub fn router(api: Arc<RestApi>) -> Router<AppState> {
         };
         let shared = api.clone();
         let handler = move |state: State<AppState>,
-                            params: Path<HashMap<String, String>>,
-                            query: Query<HashMap<String, String>>,
+                            params: Result<Path<HashMap<String, String>>, PathRejection>,
+                            query: Result<Query<HashMap<String, String>>, QueryRejection>,
                             headers: HeaderMap,
-                            body: Bytes| {
+                            body: Result<Bytes, BytesRejection>| {
             let api = shared.clone();
-            async move { handle(&api.routes[index], state.0, params.0, query.0, &headers, body).await }
+            async move {
+                let (params, query, body) = match readable(params, query, body, state.max_body_bytes) {
+                    Ok(parts) => parts,
+                    Err(response) => return *response,
+                };
+                handle(&api.routes[index], state.0, params, query, &headers, body).await
+            }
         };
         let entry = methods.remove(route.rest.path).unwrap_or_default();
         methods.insert(route.rest.path, entry.on(filter, handler));
@@ -101,6 +108,32 @@ pub fn router(api: Arc<RestApi>) -> Router<AppState> {
         router = router.route(path, method_router);
     }
     router
+}
+
+type Parts = (HashMap<String, String>, HashMap<String, String>, Bytes);
+
+/// The path parameters, query and body, or the problem with them: 413 for a body over the
+/// limit, 400 for what does not decode (such as percent-encoded bytes that are not UTF-8).
+fn readable(
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+    max_body_bytes: usize,
+) -> Result<Parts, Box<Response>> {
+    let params = params.map_err(|rejection| {
+        Box::new(problem("BAD_INPUT", "the path is not valid", &[("path", &rejection.body_text())]))
+    })?;
+    let query = query.map_err(|rejection| {
+        Box::new(problem("BAD_INPUT", "the query string is not valid", &[("?", &rejection.body_text())]))
+    })?;
+    let body = body.map_err(|rejection| {
+        Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            problem("PAYLOAD_TOO_LARGE", &format!("the body is larger than {max_body_bytes} bytes"), &[])
+        } else {
+            problem("BAD_INPUT", "the body could not be read", &[("", &rejection.body_text())])
+        })
+    })?;
+    Ok((params.0, query.0, body))
 }
 
 async fn handle(
@@ -306,6 +339,7 @@ pub fn problem(code: &str, detail: &str, fields: &[(&str, &str)]) -> Response {
         "CONFLICT" => (StatusCode::CONFLICT, "Conflict"),
         "UNAUTHENTICATED" => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
         "FORBIDDEN" => (StatusCode::FORBIDDEN, "Forbidden"),
+        "PAYLOAD_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     };
     let code = if status == StatusCode::INTERNAL_SERVER_ERROR { "INTERNAL" } else { code };

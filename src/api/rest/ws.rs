@@ -20,9 +20,9 @@ use crate::engine::Principal;
 use crate::server::{AppState, bearer, caller};
 
 /// How many messages may wait for a slow client before its subscriptions pause.
-const OUTBOX: usize = 1024;
+const OUTBOX: usize = 64;
 /// How many executions one connection may follow at once.
-pub const MAX_SUBSCRIPTIONS: usize = 256;
+pub const MAX_SUBSCRIPTIONS: usize = crate::api::graphql::limits::MAX_SUBSCRIPTIONS;
 
 /// The connection authenticates once, with the upgrade request's `Authorization` header or a
 /// `?token=` query parameter (browsers cannot set headers on WebSockets).
@@ -34,17 +34,22 @@ pub async fn upgrade(
 ) -> Response {
     let token = bearer(&headers).or_else(|| query.get("token").cloned());
     match caller(&state, token.as_deref()).await {
-        Ok(principal) => upgrade.on_upgrade(move |socket| session(state, principal, socket)),
+        Ok(principal) => upgrade
+            .max_message_size(state.max_body_bytes)
+            .max_frame_size(state.max_body_bytes)
+            .on_upgrade(move |socket| session(state, principal, socket)),
         Err(error) => crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]),
     }
 }
 
+/// A client that does not read is disconnected once a message has waited `ws_send_timeout`.
 async fn session(state: AppState, principal: Principal, socket: WebSocket) {
     let (mut sender, mut receiver) = socket.split();
     let (outbox, mut pending) = mpsc::channel::<Value>(OUTBOX);
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let send_timeout = state.ws_send_timeout;
     loop {
-        tokio::select! {
+        let outgoing = tokio::select! {
             incoming = receiver.next() => {
                 let Some(Ok(message)) = incoming else { break };
                 let text = match message {
@@ -52,15 +57,22 @@ async fn session(state: AppState, principal: Principal, socket: WebSocket) {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                let reply = handle(&state, &principal, &text, &outbox, &mut subscriptions);
-                if let Some(reply) = reply && sender.send(Message::text(reply.to_string())).await.is_err() {
-                    break;
+                match handle(&state, &principal, &text, &outbox, &mut subscriptions) {
+                    Some(reply) => reply,
+                    None => continue,
                 }
             }
-            Some(message) = pending.recv() => {
-                if sender.send(Message::text(message.to_string())).await.is_err() {
-                    break;
-                }
+            Some(message) = pending.recv() => message,
+        };
+        match tokio::time::timeout(send_timeout, sender.send(Message::text(outgoing.to_string()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(
+                    seconds = send_timeout.as_secs(),
+                    "closing a REST WebSocket whose client stopped reading"
+                );
+                break;
             }
         }
     }
