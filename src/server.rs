@@ -307,6 +307,11 @@ async fn graphql_get(
     }
 }
 
+/// A WebSocket's read buffer and write batch. tungstenite's defaults (128 KiB each) would make a
+/// fleet of idle browser connections cost hundreds of kilobytes each; messages here are small,
+/// and larger ones still arrive (the buffer grows for them).
+pub(crate) const WS_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Subscriptions over WebSocket, speaking `graphql-transport-ws` and the legacy `graphql-ws`.
 /// The token may come in the upgrade request's `Authorization` header or, since browsers cannot
 /// set headers on WebSockets, in `connection_init`'s payload as `Authorization` or `token`.
@@ -334,6 +339,8 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(state.max_body_bytes)
         .max_frame_size(state.max_body_bytes)
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             metrics.websockets.fetch_add(1, Ordering::Relaxed);
             let on_init = move |payload: serde_json::Value| async move {

@@ -37,6 +37,8 @@ pub async fn upgrade(
         Ok(principal) => upgrade
             .max_message_size(state.max_body_bytes)
             .max_frame_size(state.max_body_bytes)
+            .read_buffer_size(crate::server::WS_BUFFER_BYTES)
+            .write_buffer_size(crate::server::WS_BUFFER_BYTES)
             .on_upgrade(move |socket| session(state, principal, socket)),
         Err(error) => crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]),
     }
