@@ -263,20 +263,21 @@ async fn settle(client: &reqwest::Client, base: &str, id: &str) -> anyhow::Resul
     bail!("{id} stayed RUNNING")
 }
 
-async fn answer(client: &reqwest::Client, base: &str, id: &str, protocol: Protocol) -> anyhow::Result<()> {
+/// Answers the cook's intervention; returns the execution's status in the server's answer
+/// (COMPLETED when the steps after it ran in the same transaction).
+async fn answer(client: &reqwest::Client, base: &str, id: &str, protocol: Protocol) -> anyhow::Result<String> {
     let pending: Value =
         client.get(format!("{base}/api/v1/executions/{id}/interventions?status=PENDING")).send().await?.json().await?;
     let intervention = pending[0]["id"].as_str().context("a pending intervention")?;
-    match protocol {
-        Protocol::Graphql => {
-            graphql(
-                client,
-                base,
-                "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id } }",
-                json!({"id": id, "i": intervention}),
-            )
-            .await?;
-        }
+    let execution = match protocol {
+        Protocol::Graphql => graphql(
+            client,
+            base,
+            "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id status } }",
+            json!({"id": id, "i": intervention}),
+        )
+        .await?["respondToIntervention"]
+            .clone(),
         Protocol::Rest => {
             let response = client
                 .post(format!("{base}/api/v1/executions/{id}/interventions/{intervention}"))
@@ -286,9 +287,10 @@ async fn answer(client: &reqwest::Client, base: &str, id: &str, protocol: Protoc
             if !response.status().is_success() {
                 bail!("answer refused: {}", response.status());
             }
+            response.json().await?
         }
-    }
-    Ok(())
+    };
+    Ok(execution["status"].as_str().context("the answer names no status")?.to_owned())
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
@@ -331,9 +333,11 @@ async fn pbj(servers: &[Server], protocol: Protocol, executions: usize, concurre
             let base = bases[(index + 1) % bases.len()].clone();
             async move {
                 let asked = Instant::now();
-                answer(&client, &base, &id, protocol).await?;
+                let status = answer(&client, &base, &id, protocol).await?;
                 let answered = Instant::now();
-                let status = settle(&client, &base, &id).await?;
+                // The answer's own transaction may have finished the execution; otherwise
+                // wait for it (long poll).
+                let status = if status == "RUNNING" { settle(&client, &base, &id).await? } else { status };
                 if status != "COMPLETED" {
                     bail!("{id} ended {status}");
                 }
