@@ -44,7 +44,8 @@ impl Executor for Detached {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
         let mut results = self.0.execute_stream_with_session_data(request, session_data.unwrap_or_default());
-        let (sender, receiver) = mpsc::channel(RESULTS);
+        // Boxed: a channel allocates room for 32 messages at once, and a `Response` is large.
+        let (sender, receiver) = mpsc::channel::<Box<async_graphql::Response>>(RESULTS);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -52,7 +53,7 @@ impl Executor for Detached {
                     () = sender.closed() => return,
                     result = results.next() => match result {
                         Some(result) => {
-                            if sender.send(result).await.is_err() {
+                            if sender.send(Box::new(result)).await.is_err() {
                                 return;
                             }
                         }
@@ -61,7 +62,7 @@ impl Executor for Detached {
                 }
             }
         });
-        tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+        tokio_stream::wrappers::ReceiverStream::new(receiver).map(|result| *result).boxed()
     }
 }
 
