@@ -140,7 +140,6 @@ pub fn too_deep(text: &str) -> Option<(usize, usize)> {
     states.add(Mode::Between, Depths { low: 0, high: 0 });
     let (mut line, mut column) = (1, 1);
     let mut characters = text.char_indices().peekable();
-    let mut after_break = false;
     while let Some((index, character)) = characters.next() {
         let next = Next(characters.peek().map(|&(_, next)| next));
         let line_start = column == 1;
@@ -175,14 +174,14 @@ pub fn too_deep(text: &str) -> Option<(usize, usize)> {
         }
         // `\r\n` is one line break.
         if is_break(character) {
-            if !(after_break && character == '\n' && text[..index].ends_with('\r')) {
+            if !(character == '\n' && text[..index].ends_with('\r')) {
                 line += 1;
             }
             column = 1;
-            after_break = true;
-        } else {
+        } else if character != '\u{feff}' {
+            // libyaml skips a byte order mark at the start of a line, and the text after it
+            // still starts the line (a document marker, say), so it takes no column here.
             column += 1;
-            after_break = false;
         }
     }
     None
@@ -385,6 +384,7 @@ mod tests {
             format!("[!a,{deep}]"),
             format!("[&a{deep}]"),
             format!("\u{feff}{deep}"),
+            format!("\u{feff}--- {deep}"),
         ] {
             assert!(too_deep(&text).is_some(), "{text}");
         }
