@@ -14,7 +14,7 @@ use server::TestServer;
 
 const ADMIN_GRANTS: &str = "production:admin,staging:admin,development:admin,simulation:admin";
 
-/// What a principal tries.
+/// What a principal tries: reading and deploying, starting, and every steering action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     ReadRuntime,
@@ -23,19 +23,64 @@ enum Action {
     ReadExecution,
     Answer,
     Pause,
+    Resume,
+    Abort,
+    Retry,
+    Skip,
+    Back,
+    Jump,
+    EditState,
 }
 
-const ACTIONS: [Action; 6] =
-    [Action::ReadRuntime, Action::Deploy, Action::Start, Action::ReadExecution, Action::Answer, Action::Pause];
+const ACTIONS: [Action; 13] = [
+    Action::ReadRuntime,
+    Action::Deploy,
+    Action::Start,
+    Action::ReadExecution,
+    Action::Answer,
+    Action::Pause,
+    Action::Resume,
+    Action::Abort,
+    Action::Retry,
+    Action::Skip,
+    Action::Back,
+    Action::Jump,
+    Action::EditState,
+];
 const ENVIRONMENTS: [&str; 3] = ["production", "staging", "development"];
 
+impl Action {
+    /// The engine's name of a steering action.
+    fn steering(self) -> Option<&'static str> {
+        Some(match self {
+            Action::Answer => "RESPOND",
+            Action::Pause => "PAUSE",
+            Action::Resume => "RESUME",
+            Action::Abort => "ABORT",
+            Action::Retry => "RETRY",
+            Action::Skip => "SKIP",
+            Action::Back => "BACK",
+            Action::Jump => "JUMP",
+            Action::EditState => "EDIT_STATE",
+            Action::ReadRuntime | Action::Deploy | Action::Start | Action::ReadExecution => return None,
+        })
+    }
+}
+
 /// The permission table: (principal, environment, action) → allowed. The same table holds for
-/// every protocol.
+/// every protocol. The steering rule (ARCHITECTURE.md): PAUSE, RESUME and ABORT need
+/// `write:execution`; moves that decide for the current step also need `write:intervention`
+/// and the step's role (`cook` in pbj), unless the caller administers the environment.
 fn allowed(principal: &str, environment: &str, action: Action) -> bool {
     use Action::*;
+    let control = matches!(action, ReadRuntime | Start | ReadExecution | Pause | Resume | Abort);
     match (principal, environment) {
-        // production defaults: read everything, run and answer processes, deploy nothing.
-        ("prod", "production") => matches!(action, ReadRuntime | Start | ReadExecution | Answer | Pause),
+        // production defaults: read everything, run and steer processes, deploy nothing.
+        ("prod", "production") => action != Deploy,
+        // the same grants without the cook role: no step moves on a cook's step.
+        ("waiter", "production") => control,
+        // may run executions but not write interventions: no step moves, role or not.
+        ("operator", "production") => control,
         // development defaults: everything, and admin (so it answers without the role).
         ("dev", "development") => true,
         ("reader", "staging") => matches!(action, ReadRuntime | ReadExecution),
@@ -119,10 +164,49 @@ impl World {
             ("prod", server.create_key("prod", "cook", "production")),
             ("dev", server.create_key("dev", "", "development")),
             ("reader", server.create_key("reader", "cook", "staging:read")),
+            ("waiter", server.create_key("waiter", "waiter", "production")),
+            ("operator", server.create_key("operator", "cook", "production:read,production:write:execution")),
         ];
         World { server, ops, tokens }
     }
 }
+
+/// An execution of pbj standing at its cook's step, set up by the administrator (and paused
+/// when the action to try is RESUME): its id and its pending intervention.
+async fn waiting_pbj(world: &World, environment: &str, action: Action) -> (String, String) {
+    let server = &world.server;
+    let id = start_pbj(server, &world.ops, environment).await;
+    let intervention = pending(server, &world.ops, &id).await;
+    if action == Action::Resume {
+        let body = server
+            .graphql_as(&world.ops, "mutation($id: ID!) { pauseExecution(id: $id) { id } }", json!({"id": id}))
+            .await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    (id, intervention)
+}
+
+/// What a steering action takes besides its name.
+fn steering_arguments(action: Action) -> Value {
+    match action {
+        Action::Skip => json!({"output": {"jelly_flavor": "grape"}}),
+        Action::Jump => json!({"step": "gather-ingredients"}),
+        Action::EditState => json!({"patch": {"note": "edited"}}),
+        Action::Abort => json!({"reason": "no bread"}),
+        _ => json!({}),
+    }
+}
+
+/// `base` with `extra`'s fields added.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    base
+}
+
+const DEPLOY_SOURCE: &str =
+    "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n";
 
 /// Tries one action over GraphQL; true if allowed, false if FORBIDDEN (anything else fails).
 async fn graphql_try(world: &World, token: &str, environment: &str, action: Action) -> bool {
@@ -131,7 +215,7 @@ async fn graphql_try(world: &World, token: &str, environment: &str, action: Acti
         Action::ReadRuntime => ("query($id: String!) { runtime(id: $id) { id } }", json!({"id": runtime(environment)})),
         Action::Deploy => (
             "mutation($input: DeployRuntimeInput!) { deployRuntime(input: $input) { id } }",
-            json!({"input": {"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"}}),
+            json!({"input": {"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": DEPLOY_SOURCE}}),
         ),
         Action::Start => (
             "mutation($runtime: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
@@ -142,17 +226,32 @@ async fn graphql_try(world: &World, token: &str, environment: &str, action: Acti
             ("query($id: ID!) { execution(id: $id) { id } }", json!({"id": id}))
         }
         Action::Answer => {
-            let id = start_pbj(server, &world.ops, environment).await;
-            let intervention = pending(server, &world.ops, &id).await;
+            let (id, intervention) = waiting_pbj(world, environment, action).await;
             (
                 "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { id } }",
                 json!({"id": id, "i": intervention}),
             )
         }
-        Action::Pause => {
-            let id = start_pbj(server, &world.ops, environment).await;
-            pending(server, &world.ops, &id).await;
-            ("mutation($id: ID!) { pauseExecution(id: $id) { id } }", json!({"id": id}))
+        Action::Pause | Action::Resume => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            let query = if action == Action::Pause {
+                "mutation($id: ID!) { pauseExecution(id: $id) { id } }"
+            } else {
+                "mutation($id: ID!) { resumeExecution(id: $id) { id } }"
+            };
+            (query, json!({"id": id}))
+        }
+        Action::Abort => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            ("mutation($id: ID!) { abortExecution(id: $id, reason: \"no bread\") { id } }", json!({"id": id}))
+        }
+        Action::Retry | Action::Skip | Action::Back | Action::Jump | Action::EditState => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            let input = merged(json!({"executionId": id, "action": action.steering()}), steering_arguments(action));
+            (
+                "mutation($input: InterveneExecutionInput!) { interveneExecution(input: $input) { id } }",
+                json!({"input": input}),
+            )
         }
     };
     let body = server.graphql_as(token, query, variables).await;
@@ -174,7 +273,7 @@ async fn mcp_try(world: &World, token: &str, environment: &str, action: Action) 
             Action::ReadRuntime => ("get_runtime", json!({"runtimeId": runtime(environment)})),
             Action::Deploy => (
                 "deploy_runtime",
-                json!({"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": "package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"}),
+                json!({"runtimeId": format!("desk-{environment}"), "environment": environment.to_uppercase(), "source": DEPLOY_SOURCE}),
             ),
             Action::Start => (
                 "execute_playbook",
@@ -184,17 +283,26 @@ async fn mcp_try(world: &World, token: &str, environment: &str, action: Action) 
                 ("get_execution", json!({"executionId": start_pbj(server, &world.ops, environment).await}))
             }
             Action::Answer => {
-                let id = start_pbj(server, &world.ops, environment).await;
-                let intervention = pending(server, &world.ops, &id).await;
+                let (id, intervention) = waiting_pbj(world, environment, action).await;
                 (
                     "intervene_execution",
                     json!({"executionId": id, "interventionId": intervention, "response": {"jelly_flavor": "grape"}}),
                 )
             }
             Action::Pause => {
-                let id = start_pbj(server, &world.ops, environment).await;
-                pending(server, &world.ops, &id).await;
-                ("pause_execution", json!({"executionId": id}))
+                ("pause_execution", json!({"executionId": waiting_pbj(world, environment, action).await.0}))
+            }
+            Action::Resume => {
+                ("resume_execution", json!({"executionId": waiting_pbj(world, environment, action).await.0}))
+            }
+            Action::Abort => {
+                let (id, _) = waiting_pbj(world, environment, action).await;
+                ("abort_execution", json!({"executionId": id, "reason": "no bread"}))
+            }
+            Action::Retry | Action::Skip | Action::Back | Action::Jump | Action::EditState => {
+                let (id, _) = waiting_pbj(world, environment, action).await;
+                let arguments = json!({"executionId": id, "action": action.steering()});
+                ("intervene_execution", merged(arguments, steering_arguments(action)))
             }
         };
         let result = mcp_client::call(&session, tool, arguments).await;
@@ -228,7 +336,7 @@ async fn rest_try(world: &World, token: &str, environment: &str, action: Action)
             .client
             .post(format!("{base}/runtimes?environment={}&runtimeId=desk-{environment}", environment.to_uppercase()))
             .header("content-type", "application/yaml")
-            .body("package: desk\nversion: 1.0.0\nplaybooks: [{name: p, steps: [{name: s, kind: transform, program: '.'}]}]\n"),
+            .body(DEPLOY_SOURCE),
         Action::Start => server
             .client
             .post(format!("{base}/runtimes/{}/executions", runtime(environment)))
@@ -238,14 +346,28 @@ async fn rest_try(world: &World, token: &str, environment: &str, action: Action)
             server.client.get(format!("{base}/executions/{id}"))
         }
         Action::Answer => {
-            let id = start_pbj(server, &world.ops, environment).await;
-            let intervention = pending(server, &world.ops, &id).await;
-            server.client.post(format!("{base}/executions/{id}/interventions/{intervention}")).json(&json!({"response": {"jelly_flavor": "grape"}}))
+            let (id, intervention) = waiting_pbj(world, environment, action).await;
+            server
+                .client
+                .post(format!("{base}/executions/{id}/interventions/{intervention}"))
+                .json(&json!({"response": {"jelly_flavor": "grape"}}))
         }
         Action::Pause => {
-            let id = start_pbj(server, &world.ops, environment).await;
-            pending(server, &world.ops, &id).await;
+            let (id, _) = waiting_pbj(world, environment, action).await;
             server.client.post(format!("{base}/executions/{id}/pause"))
+        }
+        Action::Resume => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            server.client.post(format!("{base}/executions/{id}/resume"))
+        }
+        Action::Abort => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            server.client.post(format!("{base}/executions/{id}/abort")).json(&json!({"reason": "no bread"}))
+        }
+        Action::Retry | Action::Skip | Action::Back | Action::Jump | Action::EditState => {
+            let (id, _) = waiting_pbj(world, environment, action).await;
+            let body = merged(json!({"action": action.steering()}), steering_arguments(action));
+            server.client.post(format!("{base}/executions/{id}/actions")).json(&body)
         }
     };
     let response = request.bearer_auth(token).send().await.expect("sent");
@@ -256,6 +378,75 @@ async fn rest_try(world: &World, token: &str, environment: &str, action: Action)
             panic!("{action:?} in {environment}: unexpected {other}: {}", response.text().await.unwrap_or_default())
         }
     }
+}
+
+/// What `allowedActions` must list for `principal` in production: on pbj's pending cook
+/// intervention (what a TASK offers) and on its WAITING execution (what is legal there,
+/// RESPOND being listed per intervention).
+fn expected_actions(principal: &str, offered: &[Action]) -> Vec<&'static str> {
+    let mut expected: Vec<&str> = offered
+        .iter()
+        .filter(|action| allowed(principal, "production", **action))
+        .filter_map(|action| action.steering())
+        .collect();
+    expected.sort_unstable();
+    expected
+}
+
+fn sorted(list: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = list.as_array().expect("a list").iter().filter_map(Value::as_str).collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn allowed_actions_say_exactly_what_the_caller_may_do() {
+    let world = World::new().await;
+    let server = &world.server;
+    let (id, _) = waiting_pbj(&world, "production", Action::Pause).await;
+    let on_task = [Action::Answer, Action::Skip, Action::Retry, Action::Abort];
+    let on_waiting =
+        [Action::Retry, Action::Skip, Action::Back, Action::Jump, Action::EditState, Action::Pause, Action::Abort];
+    for (name, token) in &world.tokens {
+        let body = server
+            .graphql_as(
+                token,
+                "query($id: ID!) { execution(id: $id) { allowedActions interventions(status: PENDING) { allowedActions answerable } } }",
+                json!({"id": id}),
+            )
+            .await;
+        if body["errors"][0]["extensions"]["code"] == "FORBIDDEN" {
+            assert!(!allowed(name, "production", Action::ReadExecution), "{name}: {body}");
+            continue;
+        }
+        let execution = &body["data"]["execution"];
+        assert_eq!(sorted(&execution["allowedActions"]), expected_actions(name, &on_waiting), "{name}: {body}");
+        let intervention = &execution["interventions"][0];
+        assert_eq!(sorted(&intervention["allowedActions"]), expected_actions(name, &on_task), "{name}: {body}");
+        assert_eq!(intervention["answerable"], allowed(name, "production", Action::Answer), "{name}: {body}");
+        // What REST's representation of the execution says is the same list.
+        let response = server
+            .client
+            .get(format!("{}/api/v1/executions/{id}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent");
+        let rest: Value = response.json().await.expect("json");
+        assert_eq!(sorted(&rest["allowedActions"]), expected_actions(name, &on_waiting), "{name} over REST: {rest}");
+    }
+    // A resolved intervention offers nothing to anyone.
+    let intervention = pending(server, &world.ops, &id).await;
+    let body = server
+        .graphql_as(
+            &world.ops,
+            "mutation($id: ID!, $i: ID!) { respondToIntervention(input: {executionId: $id, interventionId: $i, response: {jelly_flavor: \"grape\"}}) { interventions { allowedActions answerable } } }",
+            json!({"id": id, "i": intervention}),
+        )
+        .await;
+    let resolved = &body["data"]["respondToIntervention"]["interventions"][0];
+    assert_eq!(resolved["allowedActions"], json!([]), "{body}");
+    assert_eq!(resolved["answerable"], false, "{body}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::types::{Environment, Principal};
+use crate::engine::types::{Action, Environment, Principal};
 
 macro_rules! resources {
     ($($variant:ident = $text:literal),+ $(,)?) => {
@@ -206,6 +206,59 @@ pub fn authorize(principal: &Principal, environment: Environment, access: Access
     }
 }
 
+/// What a steering action asks of its caller beyond writing executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// Stops or starts the process without deciding anything for a step (PAUSE, RESUME, ABORT):
+    /// `write:execution` is enough.
+    Control,
+    /// Decides the outcome of the step the execution stands at, or moves it or its data
+    /// (RESPOND, RETRY, SKIP, BACK, JUMP, EDIT_STATE): also `write:intervention`, and the
+    /// step's role, unless the caller administers the environment.
+    StepMove,
+}
+
+impl Steering {
+    pub fn of(action: Action) -> Steering {
+        match action {
+            Action::Pause | Action::Resume | Action::Abort => Steering::Control,
+            Action::Respond | Action::Retry | Action::Skip | Action::Back | Action::Jump | Action::EditState => {
+                Steering::StepMove
+            }
+        }
+    }
+}
+
+/// The steering rule, the one place that says who may apply `action` to an execution in
+/// `environment` that stands at a step assigned to `role` (for RESPOND, the intervention's
+/// role). Every protocol's steering, and every `allowedActions` list, goes through it.
+pub fn authorize_steering(
+    principal: &Principal,
+    environment: Environment,
+    action: Action,
+    role: Option<&str>,
+) -> Result<()> {
+    authorize(principal, environment, Access::Write, Resource::Execution)?;
+    if Steering::of(action) == Steering::Control {
+        return Ok(());
+    }
+    authorize(principal, environment, Access::Write, Resource::Intervention)?;
+    if principal.may_answer(role, environment) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "{action} acts for the step's role `{}`, which `{}` does not hold in {environment}",
+            role.unwrap_or_default(),
+            principal.id
+        )))
+    }
+}
+
+/// Whether [`authorize_steering`] lets `principal` apply `action`.
+pub fn may_steer(principal: &Principal, environment: Environment, action: Action, role: Option<&str>) -> bool {
+    authorize_steering(principal, environment, action, role).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +286,28 @@ mod tests {
         assert!(Grants::parse(&["staging:admin:runtime"]).is_err());
         let round = Grants::parse(&Grants::parse(&["production", "development:admin"]).expect("valid").to_strings());
         assert_eq!(round, Grants::parse(&["production", "development:admin"]));
+    }
+
+    #[test]
+    fn steering_needs_the_step_role_for_moves_and_write_for_controls() {
+        let cook = Principal::new("cook", ["cook"], Grants::parse(&["production"]).expect("valid"));
+        let waiter = Principal::new("waiter", ["waiter"], Grants::parse(&["production"]).expect("valid"));
+        let operator = Principal::new(
+            "operator",
+            ["cook"],
+            Grants::parse(&["production:read", "production:write:execution"]).expect("valid"),
+        );
+        let admin = Principal::new("admin", Vec::<String>::new(), Grants::parse(&["production:admin"]).expect("valid"));
+        let production = Environment::Production;
+        for action in Action::ALL.iter().copied() {
+            let control = Steering::of(action) == Steering::Control;
+            assert!(may_steer(&cook, production, action, Some("cook")), "{action}");
+            assert!(may_steer(&admin, production, action, Some("cook")), "{action}");
+            assert_eq!(may_steer(&waiter, production, action, Some("cook")), control, "{action}");
+            assert_eq!(may_steer(&operator, production, action, Some("cook")), control, "{action}");
+            assert!(!may_steer(&cook, Environment::Staging, action, Some("cook")), "{action}");
+            // A step with no role is anyone's who may write interventions.
+            assert!(may_steer(&waiter, production, action, None), "{action}");
+        }
     }
 }

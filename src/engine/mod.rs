@@ -706,6 +706,26 @@ impl Engine {
         Ok(found)
     }
 
+    /// What `principal` may do to `execution` now: the actions legal in its status that the
+    /// steering rule lets this caller take (RESPOND is listed per intervention).
+    pub async fn allowed_actions(&self, principal: &Principal, execution: &Execution) -> Result<Vec<Action>> {
+        let definition = self.inner.definition(&execution.runtime_id, execution.runtime_version).await?;
+        let role = transition::role_at(definition.playbook(&execution.playbook)?, execution.current_step_index);
+        let is_child = execution.parent_id.is_some();
+        Ok(Action::ALL
+            .iter()
+            .copied()
+            .filter(|action| *action != Action::Respond)
+            .filter(|action| transition::is_legal_for(*action, execution.status, is_child))
+            .filter(|action| access::may_steer(principal, execution.environment, *action, role))
+            .collect())
+    }
+
+    /// What `principal` may do to `intervention` now; see [`transition::allowed_on`].
+    pub fn intervention_actions(&self, principal: &Principal, intervention: &Intervention) -> Vec<Action> {
+        transition::allowed_on(principal, intervention)
+    }
+
     /// Applies a person's action to an execution; see [`transition::LEGAL`].
     pub async fn act(&self, principal: &Principal, id: ExecutionId, command: Command) -> Result<Execution> {
         transition::apply(&self.inner, principal, id, command).await

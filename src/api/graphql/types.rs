@@ -315,10 +315,13 @@ pub struct Execution {
     pub updated_at: DateTime<Utc>,
     #[graphql(skip)]
     pub execution_id: core::ExecutionId,
+    #[graphql(skip)]
+    pub record: core::Execution,
 }
 
 impl From<core::Execution> for Execution {
     fn from(execution: core::Execution) -> Self {
+        let record = execution.clone();
         Execution {
             id: async_graphql::ID(execution.id.to_string()),
             execution_id: execution.id,
@@ -342,6 +345,7 @@ impl From<core::Execution> for Execution {
             last_seq: execution.last_seq,
             created_at: execution.created_at,
             updated_at: execution.updated_at,
+            record,
         }
     }
 }
@@ -378,6 +382,13 @@ impl Execution {
             .data::<async_graphql::dataloader::DataLoader<crate::api::graphql::loaders::InterventionsByExecution>>()?;
         let all = loader.load_one(self.execution_id).await?.unwrap_or_default();
         Ok(all.into_iter().filter(|intervention| status.is_none_or(|status| intervention.status == status)).collect())
+    }
+
+    /// Exactly what the caller may do to this execution now (RESPOND is listed on each
+    /// pending intervention).
+    async fn allowed_actions(&self, context: &Context<'_>) -> ApiResult<Vec<InterventionAction>> {
+        let actions = engine(context)?.allowed_actions(principal(context)?, &self.record).await.map_err(to_graphql)?;
+        Ok(actions.into_iter().map(Into::into).collect())
     }
 
     /// Child executions started by `playbook` steps.
@@ -464,7 +475,8 @@ pub struct Intervention {
     pub prompt: Option<String>,
     /// JSON Schema of the answer, with UI hints.
     pub form_schema: Value,
-    pub allowed_actions: Vec<InterventionAction>,
+    #[graphql(skip)]
+    pub record: core::Intervention,
     /// Only principals holding this role (or admins) may answer.
     pub role: Option<String>,
     pub response: Option<Value>,
@@ -483,12 +495,21 @@ impl Intervention {
 
     /// Whether the caller may answer it.
     async fn answerable(&self, context: &Context<'_>) -> ApiResult<bool> {
-        Ok(principal(context)?.may_answer(self.role.as_deref(), self.environment.into()))
+        let actions = engine(context)?.intervention_actions(principal(context)?, &self.record);
+        Ok(actions.contains(&core::Action::Respond))
+    }
+
+    /// Exactly what the caller may do about it now: what its kind offers while it is pending,
+    /// as far as the caller's grants and roles allow (empty once it is resolved or cancelled).
+    async fn allowed_actions(&self, context: &Context<'_>) -> ApiResult<Vec<InterventionAction>> {
+        let actions = engine(context)?.intervention_actions(principal(context)?, &self.record);
+        Ok(actions.into_iter().map(Into::into).collect())
     }
 }
 
 impl From<core::Intervention> for Intervention {
     fn from(intervention: core::Intervention) -> Self {
+        let record = intervention.clone();
         Intervention {
             id: async_graphql::ID(intervention.id.to_string()),
             execution_id: async_graphql::ID(intervention.execution_id.to_string()),
@@ -499,13 +520,13 @@ impl From<core::Intervention> for Intervention {
             status: intervention.status.into(),
             prompt: intervention.prompt,
             form_schema: intervention.form_schema,
-            allowed_actions: intervention.allowed_actions.into_iter().map(Into::into).collect(),
             role: intervention.role,
             response: intervention.response,
             notes: intervention.notes,
             resolved_by: intervention.resolved_by,
             resolved_at: intervention.resolved_at,
             created_at: intervention.created_at,
+            record,
         }
     }
 }

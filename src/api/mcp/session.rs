@@ -229,7 +229,7 @@ async fn sample(
 ) -> bool {
     let Ok(intervention) = engine.intervention(principal, id).await else { return true };
     if intervention.kind != InterventionKind::Agent
-        || !principal.may_answer(intervention.role.as_deref(), intervention.environment)
+        || !engine.intervention_actions(principal, &intervention).contains(&crate::engine::Action::Respond)
     {
         return true;
     }

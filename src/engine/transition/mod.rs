@@ -17,12 +17,14 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::engine::Inner;
-use crate::engine::access::{Access, Resource, authorize};
+use crate::engine::access::{Access, Resource, authorize, authorize_steering, may_steer};
 use crate::engine::error::{Error, Result};
 use crate::engine::progress::status;
 use crate::engine::records;
 use crate::engine::tx::Tx;
-use crate::engine::types::{Action, Execution, ExecutionId, ExecutionStatus, InterventionId, Principal};
+use crate::engine::types::{
+    Action, Execution, ExecutionId, ExecutionStatus, Intervention, InterventionId, InterventionStatus, Principal,
+};
 
 use ExecutionStatus::{Failed, Paused, Running, Waiting};
 
@@ -93,6 +95,31 @@ pub fn is_legal(action: Action, status: ExecutionStatus) -> bool {
     LEGAL.iter().any(|(legal, from)| *legal == action && from.contains(&status))
 }
 
+/// [`is_legal`], and a failed child is not reopened: its parent has handled the failure.
+pub fn is_legal_for(action: Action, status: ExecutionStatus, is_child: bool) -> bool {
+    let reopens_child =
+        status == Failed && is_child && matches!(action, Action::Retry | Action::Skip | Action::Back | Action::Jump);
+    is_legal(action, status) && !reopens_child
+}
+
+/// What `principal` may do to `intervention` now: the actions its kind offers while it is
+/// pending, as far as the steering rule lets this caller.
+pub fn allowed_on(principal: &Principal, intervention: &Intervention) -> Vec<Action> {
+    if intervention.status != InterventionStatus::Pending {
+        return Vec::new();
+    }
+    let role = intervention.role.as_deref();
+    let offered = intervention.allowed_actions.iter().copied();
+    offered.filter(|action| may_steer(principal, intervention.environment, *action, role)).collect()
+}
+
+/// The role of the step an execution stands at (the step's own, else the playbook's): whoever
+/// decides for that step must hold it.
+pub fn role_at(playbook: &crate::engine::definition::CompiledPlaybook, index: i32) -> Option<&str> {
+    let step = usize::try_from(index).ok().and_then(|index| playbook.steps.get(index));
+    step.and_then(|step| step.role.as_deref()).or(playbook.role.as_deref())
+}
+
 /// Applies one action in one transaction and returns the execution as it now stands.
 pub(crate) async fn apply(
     engine: &Arc<Inner>,
@@ -132,17 +159,17 @@ async fn steer(
     let environment = records::parse(&row.environment)?;
     authorize(principal, environment, Access::Write, Resource::Execution)?;
     let current = status(row)?;
-    let reopens_child = current == Failed
-        && row.parent_id.is_some()
-        && matches!(action, Action::Retry | Action::Skip | Action::Back | Action::Jump);
-    if !is_legal(action, current) || reopens_child {
+    if !is_legal_for(action, current, row.parent_id.is_some()) {
         return Err(Error::WrongState { id, status: current, action });
-    }
-    if action == Action::Respond {
-        authorize(principal, environment, Access::Write, Resource::Intervention)?;
     }
     let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
     let playbook = definition.playbook(&row.playbook)?.clone();
+    if action == Action::Respond {
+        // The intervention's own role is checked once it is found.
+        authorize(principal, environment, Access::Write, Resource::Intervention)?;
+    } else {
+        authorize_steering(principal, environment, action, role_at(&playbook, row.current_step_index))?;
+    }
     let actor = principal.id.as_str();
     match command {
         Command::Respond { intervention_id, response, notes } => {

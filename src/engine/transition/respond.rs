@@ -6,6 +6,7 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
+use crate::engine::access::authorize_steering;
 use crate::engine::definition::CompiledPlaybook;
 use crate::engine::error::{Error, Result};
 use crate::engine::progress::{complete_step, current_step, set_status};
@@ -35,13 +36,7 @@ pub(super) async fn apply(
         return Err(Error::InterventionClosed { id, status });
     }
     let environment: crate::engine::types::Environment = parse(&found.environment)?;
-    if !principal.may_answer(found.role.as_deref(), environment) {
-        return Err(Error::Forbidden(format!(
-            "intervention {id} is assigned to role `{}`, which {} does not hold",
-            found.role.as_deref().unwrap_or_default(),
-            principal.id
-        )));
-    }
+    authorize_steering(principal, environment, Action::Respond, found.role.as_deref())?;
     let kind: InterventionKind = parse(&found.kind)?;
     let step = current_step(row, playbook, Action::Respond)?;
     let form_errors = match (&step.output_validator, kind) {
