@@ -507,36 +507,57 @@ impl Template {
     pub const MAX_PLACEHOLDERS: usize = 100;
 
     pub fn compile(text: &str) -> Result<Template, String> {
+        let (template, problems) = Template::parse(text);
+        match problems.into_iter().next() {
+            None => Ok(template),
+            Some(problem) => Err(problem),
+        }
+    }
+
+    /// Every problem with a template's placeholders, not only the first (for `package validate`).
+    pub fn problems(text: &str) -> Vec<String> {
+        Template::parse(text).1
+    }
+
+    /// The template's parts, and what is wrong with its placeholders: each placeholder is
+    /// compiled on its own, so all of them are checked; an unclosed one or one too many ends
+    /// the scan.
+    fn parse(text: &str) -> (Template, Vec<String>) {
         let mut parts = Vec::new();
+        let mut problems = Vec::new();
         let mut rest = text;
         let mut placeholders = 0;
         while let Some(start) = rest.find("{{") {
             placeholders += 1;
             if placeholders > Template::MAX_PLACEHOLDERS {
-                return Err(format!(
+                problems.push(format!(
                     "placeholder opened at byte {} is one too many: a template may hold at most {} placeholders",
                     text.len() - rest.len() + start,
                     Template::MAX_PLACEHOLDERS
                 ));
+                return (Template { parts }, problems);
             }
             let Some(length) = rest[start + 2..].find("}}") else {
-                return Err(format!(
+                problems.push(format!(
                     "placeholder opened at byte {} is never closed with }}}}",
                     text.len() - rest.len() + start
                 ));
+                return (Template { parts }, problems);
             };
             if start > 0 {
                 parts.push(Part::Text(rest[..start].to_owned()));
             }
             let code = rest[start + 2..start + 2 + length].trim();
-            let program = Program::compile(code).map_err(|error| format!("in {{{{ {code} }}}}: {error}"))?;
-            parts.push(Part::Program(program));
+            match Program::compile(code) {
+                Ok(program) => parts.push(Part::Program(program)),
+                Err(error) => problems.push(format!("in {{{{ {code} }}}}: {error}")),
+            }
             rest = &rest[start + 2 + length + 2..];
         }
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_owned()));
         }
-        Ok(Template { parts })
+        (Template { parts }, problems)
     }
 
     /// The text with each placeholder replaced by its output (strings as they are, other

@@ -1,6 +1,10 @@
 //! JSON Schema (draft 2020-12 by default) compilation and validation, shared by the package
-//! validator and the engine. Remote `$ref`s are never fetched: `jsonschema` is built without
-//! its resolving features, so a package cannot make the server reach the network.
+//! validator, the engine and the protocol edges: every schema in Orgata is compiled here, so
+//! they all agree. `format` is asserted (`email`, `date`, `uri`, … reject malformed strings;
+//! the form fields advertise them, so accepting a bad value would break that promise), and
+//! unknown formats are ignored as the specification allows. Remote `$ref`s are never fetched:
+//! `jsonschema` is built without its resolving features, so a package cannot make the server
+//! reach the network.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -24,20 +28,54 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Compiles a schema, checking it against its meta-schema first.
+/// Compiles a schema, checking it against its meta-schema first; every problem is in the message.
 pub fn compile(schema: &Value) -> Result<Validator, String> {
-    jsonschema::validator_for(schema).map_err(|error| {
-        let at = error.instance_path().as_str();
-        if at.is_empty() { error.to_string() } else { format!("{error} (at {at} in the schema)") }
+    compile_all(schema).map_err(|errors| {
+        errors
+            .iter()
+            .map(|error| {
+                if error.pointer.is_empty() {
+                    error.message.clone()
+                } else {
+                    format!("{} (at {} in the schema)", error.message, error.pointer)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     })
+}
+
+/// Compiles a schema, or lists every place where it breaks its meta-schema (pointers into the
+/// schema), so that a package author sees all of them in one run.
+pub fn compile_all(schema: &Value) -> Result<Validator, Vec<FieldError>> {
+    let error = match jsonschema::options().should_validate_formats(true).build(schema) {
+        Ok(validator) => return Ok(validator),
+        Err(error) => error,
+    };
+    // The builder stops at the first meta-schema error; the meta-schema's own validator
+    // lists them all. Anything else (an unresolvable `$ref`) is the builder's one error.
+    let all: Vec<FieldError> = match jsonschema::meta::validator_for(schema) {
+        Ok(meta) => meta.iter_errors(schema).map(|error| field_error(&error)).collect(),
+        Err(_) => Vec::new(),
+    };
+    if all.is_empty() { Err(vec![field_error(&error)]) } else { Err(all) }
 }
 
 /// Every place where `instance` breaks the schema, in document order.
 pub fn check(validator: &Validator, instance: &Value) -> Vec<FieldError> {
-    validator
-        .iter_errors(instance)
-        .map(|error| FieldError { pointer: error.instance_path().as_str().to_owned(), message: error.to_string() })
-        .collect()
+    validator.iter_errors(instance).map(|error| field_error(&error)).collect()
+}
+
+/// One error, pointing at the value it is about. A missing required property points at where
+/// that property belongs (`/address/city`), not at the object holding it, so a form can mark
+/// the field itself.
+fn field_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
+    let mut pointer = error.instance_path().as_str().to_owned();
+    if let jsonschema::error::ValidationErrorKind::Required { property: Value::String(property) } = error.kind() {
+        pointer.push('/');
+        pointer.push_str(&property.replace('~', "~0").replace('/', "~1"));
+    }
+    FieldError { pointer, message: error.to_string() }
 }
 
 /// Checks `instance`, returning every error at once.
@@ -62,7 +100,50 @@ mod tests {
         let errors = check(&validator, &json!({"b": "no", "c": "y"}));
         let pointers: Vec<_> = errors.iter().map(|error| error.pointer.as_str()).collect();
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(pointers.contains(&"") && pointers.contains(&"/b") && pointers.contains(&"/c"));
+        assert!(pointers.contains(&"/a") && pointers.contains(&"/b") && pointers.contains(&"/c"), "{pointers:?}");
+    }
+
+    #[test]
+    fn a_missing_property_points_at_itself_escaped() {
+        let validator = compile(&json!({
+            "type": "object",
+            "properties": {"inner": {"type": "object", "required": ["a/b~c"]}},
+            "required": ["inner"]
+        }))
+        .expect("valid schema");
+        let errors = check(&validator, &json!({"inner": {}}));
+        assert_eq!(errors.iter().map(|error| error.pointer.as_str()).collect::<Vec<_>>(), ["/inner/a~1b~0c"]);
+    }
+
+    #[test]
+    fn asserts_formats() {
+        let validator = compile(&json!({
+            "type": "object",
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "day": {"type": "string", "format": "date"},
+                "other": {"type": "string", "format": "no-such-format"}
+            }
+        }))
+        .expect("valid schema");
+        assert!(check(&validator, &json!({"email": "a@example.com", "day": "2026-12-03", "other": "x"})).is_empty());
+        let errors = check(&validator, &json!({"email": "not an email", "day": "2026-13-45"}));
+        let pointers: Vec<_> = errors.iter().map(|error| error.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/email", "/day"], "{errors:?}");
+    }
+
+    #[test]
+    fn lists_every_meta_schema_error() {
+        let errors = compile_all(&json!({
+            "type": "object",
+            "properties": {"a": {"type": "banana"}, "b": {"minLength": -1}}
+        }))
+        .expect_err("invalid schema");
+        let pointers: Vec<_> = errors.iter().map(|error| error.pointer.as_str()).collect();
+        assert!(
+            pointers.contains(&"/properties/a/type") && pointers.contains(&"/properties/b/minLength"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::graphql::{self, OrgataSchema};
 use crate::api::rest::RestApi;
 use crate::config::Config;
-use crate::engine::{DeployRequest, Engine, Environment, Principal};
+use crate::engine::{DeployRequest, Engine, Environment, ErrorCode, Principal};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -150,6 +150,7 @@ pub fn router(mut state: AppState, max_body_bytes: usize, cors_origins: &[String
                     "/mcp",
                     crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts, state.max_body_bytes),
                 )
+                .layer(middleware::from_fn_with_state(state.clone(), crate::api::mcp::check_message))
                 .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -209,7 +210,7 @@ async fn graphql_post(
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let message = format!("the body is larger than {} bytes", state.max_body_bytes);
-            return refused_graphql(StatusCode::PAYLOAD_TOO_LARGE, "BAD_INPUT", &message);
+            return refused_graphql(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge.as_str(), &message);
         }
         Err(rejection) => {
             let message = format!("the body could not be read: {}", rejection.body_text());
@@ -478,12 +479,7 @@ async fn deploy_examples(engine: &Engine, config: &Config) {
                 continue;
             }
         };
-        let request = DeployRequest {
-            runtime_id: None,
-            environment: Environment::Development,
-            package: loaded,
-            only_if_changed: true,
-        };
+        let request = DeployRequest { runtime_id: None, environment: Environment::Development, package: loaded };
         match engine.deploy(&Principal::system(), request).await {
             Ok(runtime) => tracing::info!(runtime = %runtime.id, version = runtime.version, "example deployed"),
             Err(error) => tracing::warn!(path = %path.display(), %error, "example package not deployed"),

@@ -739,15 +739,7 @@ async fn simulation_never_calls_out() {
         let loaded = load_path(&example(path)).expect("loads");
         harness
             .engine
-            .deploy(
-                &admin(),
-                DeployRequest {
-                    runtime_id: None,
-                    environment: Environment::Simulation,
-                    package: loaded,
-                    only_if_changed: false,
-                },
-            )
+            .deploy(&admin(), DeployRequest { runtime_id: None, environment: Environment::Simulation, package: loaded })
             .await
             .expect("deploys");
     }
@@ -846,19 +838,14 @@ async fn deployments_are_versioned_and_executions_stay_pinned() {
     let new = harness.wait_status(new, ExecutionStatus::Completed).await;
     assert_eq!((new.output, new.runtime_version), (Some(json!({"value": 2})), 2));
 
-    // The same package again with only_if_changed is not a new version.
+    // The same package again is not a new version.
     let loaded =
         orgata::package::load::load_document("p.yaml", &yaml(2), orgata::package::load::Format::Yaml).expect("parses");
     let same = harness
         .engine
         .deploy(
             &admin(),
-            DeployRequest {
-                runtime_id: None,
-                environment: Environment::Development,
-                package: loaded.clone(),
-                only_if_changed: true,
-            },
+            DeployRequest { runtime_id: None, environment: Environment::Development, package: loaded.clone() },
         )
         .await
         .expect("unchanged");
@@ -867,12 +854,7 @@ async fn deployments_are_versioned_and_executions_stay_pinned() {
         .engine
         .deploy(
             &admin(),
-            DeployRequest {
-                runtime_id: None,
-                environment: Environment::Production,
-                package: loaded.clone(),
-                only_if_changed: false,
-            },
+            DeployRequest { runtime_id: None, environment: Environment::Production, package: loaded.clone() },
         )
         .await
         .expect_err("one environment per runtime id");
@@ -881,12 +863,7 @@ async fn deployments_are_versioned_and_executions_stay_pinned() {
         .engine
         .deploy(
             &admin(),
-            DeployRequest {
-                runtime_id: Some("Bad Id".into()),
-                environment: Environment::Development,
-                package: loaded,
-                only_if_changed: false,
-            },
+            DeployRequest { runtime_id: Some("Bad Id".into()), environment: Environment::Development, package: loaded },
         )
         .await
         .expect_err("bad slug");

@@ -276,20 +276,67 @@ fn structural_mistakes_are_reported_from_the_schema_check() {
 }
 
 #[test]
-fn structural_mistakes_hide_semantic_ones() {
-    // Semantic checks run on a well-formed package only, so an unknown operation next to a
-    // schema error is not reported yet.
+fn structural_and_semantic_mistakes_are_reported_in_one_run() {
+    // Fixing what a run lists must not reveal more: the semantic checks run over every part
+    // that can still be read, next to the schema errors.
     let dir = TempDir::new().expect("temp dir");
     write_files(
         dir.path(),
         &[
             ("package.yaml", "package: p\nversion: one\n"),
-            ("playbooks/p.yaml", "name: p\nsteps:\n  - name: s\n    operation: ghost\n"),
+            // A broken role is reported once, where it is, and not as unknown where it is used.
+            ("roles/r.yaml", "name: clerk\ncolour: blue\n"),
+            (
+                "playbooks/p.yaml",
+                "name: p\nrole: clerk\nsteps:\n  - name: s\n    operation: ghost\n  - name: t\n    kind: transform\n    timeout_ms: soon\n  - name: u\n    kind: human\n    role: nobody\n    output_schema: {type: object}\n",
+            ),
         ],
     );
     let problems = problems_of(dir.path());
     assert_reported(&problems, "package.yaml", "/version", "does not match");
-    assert_eq!(problems.len(), 1, "{}", show(&problems));
+    assert_reported(&problems, "roles/r.yaml", "", "colour");
+    assert_reported(&problems, "playbooks/p.yaml", "/steps/1/timeout_ms", "integer");
+    assert_reported(&problems, "playbooks/p.yaml", "/steps/0/operation", "unknown operation `ghost`");
+    assert_reported(&problems, "playbooks/p.yaml", "/steps/2/role", "unknown role `nobody`");
+    assert_eq!(problems.len(), 5, "{}", show(&problems));
+}
+
+#[test]
+fn every_meta_schema_error_of_a_schema_is_reported() {
+    let dir = TempDir::new().expect("temp dir");
+    write_files(
+        dir.path(),
+        &[(
+            "solo.yaml",
+            "package: solo\nversion: 0.1.0\nroles: [{name: clerk}]\nplaybooks:\n  - name: p\n    role: clerk\n    steps:\n      - name: s\n        kind: human\n        output_schema:\n          type: object\n          properties:\n            a: {type: banana}\n            b: {type: string, minLength: -1}\n",
+        )],
+    );
+    let problems = problems_of(&dir.path().join("solo.yaml"));
+    let at = "/playbooks/0/steps/0/output_schema";
+    assert_reported(&problems, "solo.yaml", &format!("{at}/properties/a/type"), "banana");
+    assert_reported(&problems, "solo.yaml", &format!("{at}/properties/b/minLength"), "-1");
+    assert_eq!(problems.len(), 2, "{}", show(&problems));
+}
+
+#[test]
+fn every_prompt_placeholder_is_checked() {
+    let dir = TempDir::new().expect("temp dir");
+    write_files(
+        dir.path(),
+        &[(
+            "solo.yaml",
+            "package: solo\nversion: 0.1.0\nplaybooks:\n  - name: p\n    steps:\n      - name: s\n        kind: agent\n        output_schema: {type: object}\n        prompt: 'Hello {{ .name }}, {{ .a | first_missing }} and {{ .b | second_missing }}'\n",
+        )],
+    );
+    let problems = problems_of(&dir.path().join("solo.yaml"));
+    let here: Vec<&Problem> = problems.iter().filter(|problem| problem.path == "/playbooks/0/steps/0/prompt").collect();
+    assert_eq!(here.len(), 2, "{}", show(&problems));
+    assert!(
+        here[0].message.contains("first_missing") && here[1].message.contains("second_missing"),
+        "{}",
+        show(&problems)
+    );
+    assert_eq!(Template::problems("{{ .a }} {{ nope }} {{ .b").len(), 2);
 }
 
 // --- Files that cannot be read ---------------------------------------------------------------

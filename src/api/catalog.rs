@@ -147,13 +147,13 @@ pub static OPERATIONS: &[Operation] = &[
                 body("mode", "/executionOptions/mode"), body("idempotencyKey", "/executionOptions/idempotencyKey")], "/executePlaybook") }), mcp: Some(tool("execute_playbook", "Start a playbook of a runtime with an input that fits its input schema", &[arg("id", "/runtimeId"), arg("playbookName", "/playbookName"), arg("input", "/input"), arg("mode", "/executionOptions/mode"), arg("idempotencyKey", "/executionOptions/idempotencyKey")], "/executePlaybook")) },
     Operation { name: "listExecutions", summary: "Executions, newest first, a page at a time",
         document: document!("listExecutions"),
-        rest: Some(rest(Method::Get, "/executions", &[query("environment"), query("runtimeId"), query("playbook"), query("status"), query("first"), query("after")], "/executions")), mcp: Some(tool("list_executions", "Executions, newest first, a page at a time", &[arg("environment", "/environment"), arg("runtimeId", "/runtimeId"), arg("playbook", "/playbook"), arg("status", "/status"), arg("first", "/first"), arg("after", "/after")], "/executions")) },
+        rest: Some(rest(Method::Get, "/executions", &[query("environment"), query("runtimeId"), query("playbook"), query("status"), query("parentId"), query("first"), query("after")], "/executions")), mcp: Some(tool("list_executions", "Executions, newest first, a page at a time; `parentId` lists the children a playbook step started", &[arg("environment", "/environment"), arg("runtimeId", "/runtimeId"), arg("playbook", "/playbook"), arg("status", "/status"), arg("parentId", "/parentId"), arg("first", "/first"), arg("after", "/after")], "/executions")) },
     Operation { name: "getExecution", summary: "An execution; with ?wait=<seconds>, once it is no longer RUNNING",
         document: document!("getExecution"),
         rest: Some(Rest { wait: true, ..rest(Method::Get, "/executions/{id}", &[path("id")], "/execution") }), mcp: Some(tool("get_execution", "An execution: status, input, state, step outputs, output", &[arg("id", "/executionId")], "/execution")) },
     Operation { name: "getHistory", summary: "An execution's history after a seq",
         document: document!("getHistory"),
-        rest: Some(rest(Method::Get, "/executions/{id}/history", &[path("id"), query("afterSeq"), query("first")], "/execution/history")), mcp: Some(tool("get_history", "An execution's history after a seq", &[arg("id", "/executionId"), arg("afterSeq", "/afterSeq")], "/execution/history")) },
+        rest: Some(rest(Method::Get, "/executions/{id}/history", &[path("id"), query("afterSeq"), query("first")], "/execution/history")), mcp: Some(tool("get_history", "An execution's history after a seq", &[arg("id", "/executionId"), arg("afterSeq", "/afterSeq"), arg("first", "/first")], "/execution/history")) },
 
     // Steering: act on a running execution; each returns the execution as it now stands.
     Operation { name: "pauseExecution", summary: "Pause an execution",
@@ -182,7 +182,7 @@ pub static OPERATIONS: &[Operation] = &[
         rest: Some(rest(Method::Post, "/executions/{id}/interventions/{interventionId}", &[path("id"), path("interventionId"), body("response", "/response"), body("notes", "/notes")], "/respondToIntervention")), mcp: None },
     Operation { name: "listInterventions", summary: "Interventions across executions (pending unless a status is given)",
         document: document!("listInterventions"),
-        rest: Some(rest(Method::Get, "/interventions", &[query("environment"), query("runtimeId"), query("kind"), query("status"), query("mine"), query("first")], "/interventions")), mcp: Some(Mcp { defaults: &[("status", "\"PENDING\""), ("mine", "true")], ..tool("get_pending_interventions",
+        rest: Some(rest(Method::Get, "/interventions", &[query("environment"), query("executionId"), query("runtimeId"), query("kind"), query("status"), query("mine"), query("first")], "/interventions")), mcp: Some(Mcp { defaults: &[("status", "\"PENDING\""), ("mine", "true")], ..tool("get_pending_interventions",
             "Pending interventions you may answer (human tasks and AGENT steps waiting for a model), with their form schemas",
             &[arg("executionId", "/executionId"), arg("environment", "/environment"), arg("runtimeId", "/runtimeId"), arg("kind", "/kind")], "/interventions") }) },
 

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     Conflict,
     Unauthenticated,
     Forbidden,
+    /// A request body or message over the configured limit; raised at the protocol edge,
+    /// named here so that every protocol reports it with the same code.
+    PayloadTooLarge,
     Internal,
 }
 
@@ -24,6 +27,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -73,6 +77,11 @@ pub enum Error {
     /// CONFLICT: a runtime id belongs to one environment.
     #[error("runtime `{runtime}` lives in {existing}; it cannot be deployed to {requested}")]
     EnvironmentMismatch { runtime: String, existing: Environment, requested: Environment },
+    /// CONFLICT: a runtime id belongs to the package first deployed under it.
+    #[error(
+        "runtime `{runtime}` holds package `{existing}`; package `{requested}` cannot be deployed under it (choose another runtime id)"
+    )]
+    RuntimeTaken { runtime: String, existing: String, requested: String },
     /// FORBIDDEN
     #[error("{0}")]
     Forbidden(String),
@@ -101,7 +110,8 @@ impl Error {
             Error::WrongState { .. }
             | Error::InterventionClosed { .. }
             | Error::Conflict(_)
-            | Error::EnvironmentMismatch { .. } => ErrorCode::Conflict,
+            | Error::EnvironmentMismatch { .. }
+            | Error::RuntimeTaken { .. } => ErrorCode::Conflict,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::Store(_) | Error::Internal(_) => ErrorCode::Internal,

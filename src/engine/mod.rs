@@ -104,8 +104,6 @@ pub struct DeployRequest {
     pub runtime_id: Option<String>,
     pub environment: Environment,
     pub package: LoadedPackage,
-    /// Return the latest version instead of adding one when the package has not changed.
-    pub only_if_changed: bool,
 }
 
 /// What to run.
@@ -276,7 +274,9 @@ impl Engine {
 
     // ----- Runtimes -------------------------------------------------------------------------
 
-    /// Validates a package and deploys it as a new version of a runtime.
+    /// Validates a package and deploys it as a new version of a runtime. A runtime id belongs to
+    /// one package: another package under it is a CONFLICT naming both, and the same package
+    /// document as the latest version is that version (deploying is idempotent).
     pub async fn deploy(&self, principal: &Principal, request: DeployRequest) -> Result<Runtime> {
         let package = package::validate(&request.package).map_err(|problems| Error::InvalidPackage { problems })?;
         let runtime_id = match request.runtime_id {
@@ -287,10 +287,7 @@ impl Engine {
         authorize(principal, request.environment, Access::Write, Resource::Runtime)?;
         self.check_webhooks(&package, request.environment, &request.package)?;
         for _ in 0..5 {
-            match self
-                .insert_runtime(principal, &runtime_id, request.environment, &package, request.only_if_changed)
-                .await
-            {
+            match self.insert_runtime(principal, &runtime_id, request.environment, &package).await {
                 Err(Error::Store(error)) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     continue;
                 }
@@ -337,7 +334,6 @@ impl Engine {
         runtime_id: &str,
         environment: Environment,
         package: &Package,
-        only_if_changed: bool,
     ) -> Result<Runtime> {
         let tx = tx::Tx::begin(&self.inner).await?;
         let latest = runtime::Entity::find()
@@ -355,9 +351,20 @@ impl Engine {
                     requested: environment,
                 });
             }
+            // Otherwise any package could take over a runtime and become its next version.
+            if latest.package_name != package.package {
+                tx.abandon().await;
+                return Err(Error::RuntimeTaken {
+                    runtime: runtime_id.to_owned(),
+                    existing: latest.package_name.clone(),
+                    requested: package.package.clone(),
+                });
+            }
         }
+        // The canonical document (the typed package serialised, so formatting, key order and
+        // YAML versus JSON do not count) decides whether anything changed.
         let definition = serde_json::to_value(package).map_err(|error| Error::Internal(error.to_string()))?;
-        if let Some(latest) = latest.as_ref().filter(|latest| only_if_changed && latest.definition == definition) {
+        if let Some(latest) = latest.as_ref().filter(|latest| latest.definition == definition) {
             tx.commit().await?;
             return records::runtime(latest.clone());
         }

@@ -48,33 +48,139 @@ static PACKAGE_SCHEMA: LazyLock<schema::Validator> = LazyLock::new(|| {
 });
 
 /// Validates a loaded package; on success returns it typed.
+///
+/// Every problem is reported in one run: the structural errors (the package's JSON Schema),
+/// and the semantic checks over every role, operation, playbook and step that could still be
+/// read, so that fixing what is listed does not reveal more.
 pub fn validate(loaded: &LoadedPackage) -> Result<Package, Vec<Problem>> {
     let locate = |pointer: &str, message: String| {
         let (file, path) = loaded.sources.locate(pointer);
         Problem { file, path, message }
     };
-    // Structural errors make the semantic checks meaningless, so they are reported alone.
-    let structural: Vec<Problem> = schema::check(&PACKAGE_SCHEMA, &loaded.document)
+    let mut problems: Vec<Problem> = schema::check(&PACKAGE_SCHEMA, &loaded.document)
         .into_iter()
         .map(|error| locate(&error.pointer, error.message))
         .collect();
-    if !structural.is_empty() {
-        return Err(structural);
-    }
-    let package: Package = serde_json::from_value(loaded.document.clone())
-        .map_err(|error| vec![locate("", format!("does not match the package format: {error}"))])?;
-    let mut checker = Checker { package: &package, sources: &loaded.sources, found: Vec::new() };
-    checker.check_all();
-    if checker.found.is_empty() {
-        Ok(package)
+    let (package, positions) = if problems.is_empty() {
+        let package: Package = serde_json::from_value(loaded.document.clone())
+            .map_err(|error| vec![locate("", format!("does not match the package format: {error}"))])?;
+        let positions = Positions::of(&package);
+        (package, positions)
     } else {
-        Err(checker.found.into_iter().map(|(pointer, message)| locate(&pointer, message)).collect())
+        readable_parts(&loaded.document)
+    };
+    let names = Names::of(&loaded.document);
+    let mut checker = Checker {
+        package: &package,
+        sources: &loaded.sources,
+        positions: &positions,
+        names: &names,
+        found: Vec::new(),
+    };
+    checker.check_all();
+    problems.extend(checker.found.into_iter().map(|(pointer, message)| locate(&pointer, message)));
+    if problems.is_empty() { Ok(package) } else { Err(problems) }
+}
+
+/// Where each element the checker sees sits in the document: with structural errors, the
+/// elements that cannot be read are left out, and pointers must still name the right index.
+struct Positions {
+    roles: Vec<usize>,
+    operations: Vec<usize>,
+    playbooks: Vec<usize>,
+    /// Per playbook (in the checker's order), the document index of each of its steps.
+    steps: Vec<Vec<usize>>,
+}
+
+impl Positions {
+    fn of(package: &Package) -> Positions {
+        Positions {
+            roles: (0..package.roles.len()).collect(),
+            operations: (0..package.operations.len()).collect(),
+            playbooks: (0..package.playbooks.len()).collect(),
+            steps: package.playbooks.iter().map(|playbook| (0..playbook.steps.len()).collect()).collect(),
+        }
     }
+}
+
+/// The names the document defines, whether or not the element around them can be read, so
+/// that a broken role is not also reported as unknown wherever it is used.
+struct Names {
+    roles: HashSet<String>,
+    operations: HashSet<String>,
+    playbooks: HashSet<String>,
+}
+
+impl Names {
+    fn of(document: &Value) -> Names {
+        let names = |key: &str| -> HashSet<String> {
+            document[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|element| element["name"].as_str().map(str::to_owned))
+                .collect()
+        };
+        Names { roles: names("roles"), operations: names("operations"), playbooks: names("playbooks") }
+    }
+}
+
+/// The parts of a structurally invalid package that can still be read: each role, operation,
+/// playbook and step on its own, with its position in the document.
+fn readable_parts(document: &Value) -> (Package, Positions) {
+    fn elements<'d>(document: &'d Value, key: &str) -> impl Iterator<Item = (usize, &'d Value)> {
+        document[key].as_array().into_iter().flatten().enumerate()
+    }
+    let text = |key: &str| document[key].as_str().unwrap_or_default().to_owned();
+    let mut package = Package {
+        package: text("package"),
+        version: text("version"),
+        description: text("description"),
+        roles: Vec::new(),
+        operations: Vec::new(),
+        playbooks: Vec::new(),
+    };
+    let mut positions =
+        Positions { roles: Vec::new(), operations: Vec::new(), playbooks: Vec::new(), steps: Vec::new() };
+    for (index, element) in elements(document, "roles") {
+        if let Ok(role) = serde_json::from_value(element.clone()) {
+            package.roles.push(role);
+            positions.roles.push(index);
+        }
+    }
+    for (index, element) in elements(document, "operations") {
+        if let Ok(operation) = serde_json::from_value(element.clone()) {
+            package.operations.push(operation);
+            positions.operations.push(index);
+        }
+    }
+    for (index, element) in elements(document, "playbooks") {
+        // The playbook without its steps, then each step alone: one broken step leaves the
+        // others checked.
+        let mut shell = element.clone();
+        if let Some(object) = shell.as_object_mut() {
+            object.insert("steps".to_owned(), Value::Array(Vec::new()));
+        }
+        let Ok(mut playbook) = serde_json::from_value::<super::Playbook>(shell) else { continue };
+        let mut steps = Vec::new();
+        for (step_index, step) in element["steps"].as_array().into_iter().flatten().enumerate() {
+            if let Ok(step) = serde_json::from_value(step.clone()) {
+                playbook.steps.push(step);
+                steps.push(step_index);
+            }
+        }
+        package.playbooks.push(playbook);
+        positions.playbooks.push(index);
+        positions.steps.push(steps);
+    }
+    (package, positions)
 }
 
 struct Checker<'a> {
     package: &'a Package,
     sources: &'a super::SourceMap,
+    positions: &'a Positions,
+    names: &'a Names,
     found: Vec<(String, String)>,
 }
 
@@ -85,22 +191,40 @@ impl Checker<'_> {
 
     fn check_all(&mut self) {
         let package = self.package;
-        self.duplicates("/roles", package.roles.iter().map(|role| role.name.as_str()), "role");
-        self.duplicates("/operations", package.operations.iter().map(|operation| operation.name.as_str()), "operation");
-        self.duplicates("/playbooks", package.playbooks.iter().map(|playbook| playbook.name.as_str()), "playbook");
+        let positions = self.positions;
+        self.duplicates("/roles", package.roles.iter().map(|role| role.name.as_str()), &positions.roles, "role");
+        self.duplicates(
+            "/operations",
+            package.operations.iter().map(|operation| operation.name.as_str()),
+            &positions.operations,
+            "operation",
+        );
+        self.duplicates(
+            "/playbooks",
+            package.playbooks.iter().map(|playbook| playbook.name.as_str()),
+            &positions.playbooks,
+            "playbook",
+        );
 
-        for (index, operation) in package.operations.iter().enumerate() {
+        for (operation, index) in package.operations.iter().zip(&positions.operations) {
             let at = format!("/operations/{index}");
             self.implementation(&at, &operation.implementation);
         }
-        for (index, playbook) in package.playbooks.iter().enumerate() {
+        for ((playbook, index), step_indices) in
+            package.playbooks.iter().zip(&positions.playbooks).zip(&positions.steps)
+        {
             let at = format!("/playbooks/{index}");
             self.role(&format!("{at}/role"), playbook.role.as_deref());
             self.schema(&format!("{at}/input_schema"), playbook.input_schema.as_ref());
             self.schema(&format!("{at}/output_schema"), playbook.output_schema.as_ref());
             self.program(&format!("{at}/output"), playbook.output.as_deref());
-            self.duplicates(&format!("{at}/steps"), playbook.steps.iter().map(|step| step.name.as_str()), "step");
-            for (step_index, step) in playbook.steps.iter().enumerate() {
+            self.duplicates(
+                &format!("{at}/steps"),
+                playbook.steps.iter().map(|step| step.name.as_str()),
+                step_indices,
+                "step",
+            );
+            for (step, step_index) in playbook.steps.iter().zip(step_indices) {
                 let step_at = format!("{at}/steps/{step_index}");
                 self.program(&format!("{step_at}/when"), step.when.as_deref());
                 self.program(&format!("{step_at}/input"), step.input.as_deref());
@@ -109,6 +233,8 @@ impl Checker<'_> {
                     None => None,
                     Some(name) => match package.operations.iter().find(|operation| &operation.name == name) {
                         Some(operation) => Some(&operation.implementation),
+                        // Defined, but unreadable: already reported where it is defined.
+                        None if self.names.operations.contains(name) => continue,
                         None => {
                             self.problem(
                                 format!("{step_at}/operation"),
@@ -128,9 +254,9 @@ impl Checker<'_> {
         self.cycles();
     }
 
-    fn duplicates<'n>(&mut self, at: &str, names: impl Iterator<Item = &'n str>, what: &str) {
+    fn duplicates<'n>(&mut self, at: &str, names: impl Iterator<Item = &'n str>, positions: &[usize], what: &str) {
         let mut seen = HashMap::new();
-        for (index, name) in names.enumerate() {
+        for (name, index) in names.zip(positions.iter().copied()) {
             if let Some(first) = seen.insert(name, index) {
                 let (file, path) = self.sources.locate(&format!("{at}/{first}"));
                 self.problem(
@@ -143,7 +269,7 @@ impl Checker<'_> {
 
     fn role(&mut self, at: &str, role: Option<&str>) {
         if let Some(role) = role
-            && !self.package.roles.iter().any(|known| known.name == role)
+            && !self.names.roles.contains(role)
         {
             let known = list(self.package.roles.iter().map(|known| known.name.as_str()));
             self.problem(at.to_owned(), format!("unknown role `{role}`; the package defines {known}"));
@@ -152,9 +278,14 @@ impl Checker<'_> {
 
     fn schema(&mut self, at: &str, value: Option<&Value>) {
         if let Some(value) = value
-            && let Err(error) = schema::compile(value)
+            && let Err(errors) = schema::compile_all(value)
         {
-            self.problem(at.to_owned(), format!("is not a valid JSON Schema: {error}"));
+            for error in errors {
+                self.problem(
+                    format!("{at}{}", error.pointer),
+                    format!("is not a valid JSON Schema: {}", error.message),
+                );
+            }
         }
     }
 
@@ -172,10 +303,10 @@ impl Checker<'_> {
         self.schema(&format!("{at}/input_schema"), implementation.input_schema.as_ref());
         self.schema(&format!("{at}/output_schema"), implementation.output_schema.as_ref());
         self.program(&format!("{at}/program"), implementation.program.as_deref());
-        if let Some(prompt) = &implementation.prompt
-            && let Err(error) = jq::Template::compile(prompt)
-        {
-            self.problem(format!("{at}/prompt"), format!("prompt placeholder does not compile: {error}"));
+        if let Some(prompt) = &implementation.prompt {
+            for error in jq::Template::problems(prompt) {
+                self.problem(format!("{at}/prompt"), format!("prompt placeholder does not compile: {error}"));
+            }
         }
         if let Some(url) = &implementation.url {
             match url.parse::<reqwest::Url>() {
@@ -187,7 +318,7 @@ impl Checker<'_> {
             }
         }
         if let Some(name) = &implementation.playbook
-            && !self.package.playbooks.iter().any(|playbook| &playbook.name == name)
+            && !self.names.playbooks.contains(name)
         {
             let known = list(self.package.playbooks.iter().map(|playbook| playbook.name.as_str()));
             self.problem(format!("{at}/playbook"), format!("unknown playbook `{name}`; the package defines {known}"));
@@ -253,9 +384,12 @@ impl Checker<'_> {
             .collect();
         // For each playbook, the playbooks it calls and the step that calls each.
         let mut calls: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
-        for (index, playbook) in package.playbooks.iter().enumerate() {
+        let positions = self.positions;
+        for ((playbook, index), step_indices) in
+            package.playbooks.iter().zip(&positions.playbooks).zip(&positions.steps)
+        {
             let entry = calls.entry(playbook.name.as_str()).or_default();
-            for (step_index, step) in playbook.steps.iter().enumerate() {
+            for (step, step_index) in playbook.steps.iter().zip(step_indices) {
                 let callee = step.implementation.playbook.as_deref().or_else(|| {
                     step.operation.as_deref().and_then(|operation| operation_playbook.get(operation).copied())
                 });

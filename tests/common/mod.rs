@@ -68,16 +68,14 @@ impl Harness {
     pub async fn deploy_path(&self, path: &Path, environment: Environment) -> Runtime {
         let loaded = load_path(path).expect("example loads");
         self.engine
-            .deploy(&admin(), DeployRequest { runtime_id: None, environment, package: loaded, only_if_changed: false })
+            .deploy(&admin(), DeployRequest { runtime_id: None, environment, package: loaded })
             .await
             .expect("example deploys")
     }
 
     pub async fn deploy_yaml(&self, yaml: &str, environment: Environment) -> orgata::engine::Result<Runtime> {
         let loaded = load_document("test.yaml", yaml, Format::Yaml).expect("test package parses");
-        self.engine
-            .deploy(&admin(), DeployRequest { runtime_id: None, environment, package: loaded, only_if_changed: false })
-            .await
+        self.engine.deploy(&admin(), DeployRequest { runtime_id: None, environment, package: loaded }).await
     }
 
     /// Polls until the execution satisfies `done` (20 s at most).

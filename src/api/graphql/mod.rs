@@ -37,7 +37,52 @@ pub fn build(engine: Engine) -> OrgataSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(limits::AliasLimit)
+        .extension(ErrorCodes)
         .finish()
+}
+
+/// Gives every error a code. Engine errors get theirs in [`to_graphql`]; the errors
+/// async-graphql raises itself while parsing, validating and coercing a request (an unknown
+/// input field, a value outside an enum, an `Int` that overflows, `null` for a non-null
+/// variable) carry none, and they are all the client's input: BAD_INPUT, as REST and MCP
+/// say for the same request.
+pub struct ErrorCodes;
+
+impl async_graphql::extensions::ExtensionFactory for ErrorCodes {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ErrorCodes)
+    }
+}
+
+fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", ErrorCode::BadInput.as_str());
+        }
+    }
+    response
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ErrorCodes {
+    async fn request(
+        &self,
+        context: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextRequest<'_>,
+    ) -> async_graphql::Response {
+        with_codes(next.run(context).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        context: &async_graphql::extensions::ExtensionContext<'_>,
+        stream: futures::stream::BoxStream<'s, async_graphql::Response>,
+        next: async_graphql::extensions::NextSubscribe<'_>,
+    ) -> futures::stream::BoxStream<'s, async_graphql::Response> {
+        use futures::StreamExt;
+        next.run(context, stream).map(with_codes).boxed()
+    }
 }
 
 /// The schema without an engine: enough to describe it (SDL, introspection), not to serve it.
@@ -83,8 +128,7 @@ pub fn to_graphql(error: engine::Error) -> async_graphql::Error {
 }
 
 /// What an in-process caller (REST, the REST WebSocket, MCP) needs from a GraphQL error: its
-/// code and field errors. Errors async-graphql raises itself (a variable of the wrong type)
-/// carry no code and count as bad input.
+/// code (every error has one, see [`ErrorCodes`]) and field errors.
 pub struct Failure {
     pub code: String,
     pub message: String,

@@ -41,12 +41,8 @@ impl Mutation {
             }
         };
         let engine = engine(context)?;
-        let request = core::DeployRequest {
-            runtime_id: input.runtime_id,
-            environment: input.environment.into(),
-            package,
-            only_if_changed: false,
-        };
+        let request =
+            core::DeployRequest { runtime_id: input.runtime_id, environment: input.environment.into(), package };
         let principal = principal(context)?;
         let runtime = engine.deploy(principal, request).await.map_err(to_graphql)?;
         Ok(Runtime(

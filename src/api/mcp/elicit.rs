@@ -12,7 +12,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::{Map, Value, json};
 
-use crate::api::mcp::{OrgataMcp, is_stateless, tool_error};
+use crate::api::mcp::error::tool as tool_error;
+use crate::api::mcp::{OrgataMcp, error, is_stateless};
 use crate::engine::{InterventionKind, InterventionStatus, Principal};
 
 /// The key of the elicitation in an input-required round trip.
@@ -109,7 +110,7 @@ pub async fn response(
             .peer
             .create_elicitation(params)
             .await
-            .map_err(|error| McpError::internal_error(format!("elicitation: {error}"), None))?;
+            .map_err(|failure| error::internal(format!("elicitation: {failure}")))?;
         if result.action != ElicitationAction::Accept {
             return Ok(Answer::Refused(tool_error("CONFLICT", "the person declined to answer", json!([]))));
         }

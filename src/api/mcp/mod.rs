@@ -5,6 +5,7 @@
 //! revisions are served: 2025-11-25 clients get sessions, 2026-07-28 clients are stateless.
 
 mod elicit;
+pub mod error;
 mod prompts;
 mod resources;
 mod session;
@@ -102,13 +103,6 @@ pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
     context.protocol_version().is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
-/// A tool error (the call ran and failed), with the same code and field pointers as GraphQL.
-fn tool_error(code: &str, message: &str, errors: Value) -> CallToolResponse {
-    let mut result = CallToolResult::structured_error(json!({"code": code, "message": message, "errors": errors}));
-    result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
-    result.into()
-}
-
 impl OrgataMcp {
     /// The caller: the principal the `/mcp` middleware authenticated, or the stdio one.
     pub(crate) fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
@@ -119,7 +113,14 @@ impl OrgataMcp {
             .extensions
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<Principal>().cloned())
-            .ok_or_else(|| McpError::invalid_request("the request carries no authenticated principal", None))
+            .ok_or_else(|| {
+                error::protocol(
+                    crate::engine::ErrorCode::Unauthenticated,
+                    "the request carries no authenticated principal",
+                    Value::Null,
+                    Map::new(),
+                )
+            })
     }
 
     /// Runs a GraphQL document as `principal`; returns `data` or the first error's code,
@@ -145,7 +146,7 @@ impl OrgataMcp {
         if !errors.is_empty() {
             let list: Vec<Value> =
                 errors.iter().map(|error| json!({"pointer": error.pointer, "message": error.message})).collect();
-            return tool_error("BAD_INPUT", "the arguments do not fit the tool's inputSchema", Value::Array(list));
+            return error::tool("BAD_INPUT", "the arguments do not fit the tool's inputSchema", Value::Array(list));
         }
         let mut variables = Map::new();
         for bind in entry.mcp.binds {
@@ -163,7 +164,7 @@ impl OrgataMcp {
             }
         }
         match self.run(entry.operation.document, Value::Object(variables), principal).await {
-            Err((code, message, errors)) => tool_error(&code, &message, errors),
+            Err((code, message, errors)) => error::tool(&code, &message, errors),
             Ok(data) => {
                 let result = data.pointer(entry.mcp.result).cloned().unwrap_or(Value::Null);
                 let structured = if entry.wraps { json!({"items": result}) } else { result };
@@ -216,7 +217,7 @@ impl ServerHandler for OrgataMcp {
     ) -> Result<CallToolResponse, McpError> {
         let principal = self.caller(&context).await?;
         let Some(entry) = self.api().tools.iter().find(|entry| entry.tool.name == request.name) else {
-            return Err(McpError::invalid_params(format!("unknown tool `{}`", request.name), None));
+            return Err(error::bad_input(format!("unknown tool `{}`", request.name)));
         };
         let mut arguments = request.arguments.clone().unwrap_or_default();
         // An answer without a response asks the person at the client (elicitation).
@@ -303,6 +304,101 @@ impl ServerHandler for OrgataMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         prompts::get(self, request, self.caller(&context).await?).await
+    }
+}
+
+/// The methods this server serves. A request for one of them whose params rmcp cannot read
+/// falls through to rmcp's catch-all request and would be answered "method not found"; it is
+/// answered "invalid params" instead.
+const SERVED_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+];
+
+/// Reads a JSON `POST /mcp` body before rmcp does, so that what rmcp would refuse with a bare
+/// HTTP status (415 for a body that is not JSON, a plain 413) or misreport (-32601 for
+/// unreadable params) is answered with the JSON-RPC error the specification names: -32700
+/// for a parse error, -32600 for JSON that is not a JSON-RPC message, -32602 for params that
+/// do not fit the method, and 413 with a JSON-RPC body for a body over the limit.
+pub async fn check_message(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http::StatusCode;
+    let json = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if request.method() != http::Method::POST || !json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("the body is larger than {} bytes", state.max_body_bytes);
+            let body = error::rpc_body(
+                Value::Null,
+                error::PAYLOAD_TOO_LARGE,
+                &message,
+                crate::engine::ErrorCode::PayloadTooLarge,
+            );
+            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+        }
+    };
+    if let Some((status, body)) = unreadable(&bytes) {
+        return (status, axum::Json(body)).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The JSON-RPC error for a body rmcp cannot serve, or `None` to let rmcp answer.
+fn unreadable(bytes: &[u8]) -> Option<(http::StatusCode, Value)> {
+    use crate::engine::ErrorCode;
+    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ErrorCode as RpcCode};
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(parse) => {
+            let message = format!("parse error: the body is not JSON: {parse}");
+            return Some((
+                http::StatusCode::BAD_REQUEST,
+                error::rpc_body(Value::Null, RpcCode::PARSE_ERROR, &message, ErrorCode::BadInput),
+            ));
+        }
+    };
+    let id = value.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null);
+    match serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) {
+        Err(invalid) => {
+            let message = format!("invalid request: not a JSON-RPC 2.0 message: {invalid}");
+            Some((
+                http::StatusCode::BAD_REQUEST,
+                error::rpc_body(id, RpcCode::INVALID_REQUEST, &message, ErrorCode::BadInput),
+            ))
+        }
+        Ok(ClientJsonRpcMessage::Request(request)) => match &request.request {
+            ClientRequest::CustomRequest(custom) if SERVED_METHODS.contains(&custom.method.as_str()) => {
+                let message = format!("invalid params: `params` do not fit `{}`", custom.method);
+                Some((
+                    http::StatusCode::OK,
+                    error::rpc_body(id, RpcCode::INVALID_PARAMS, &message, ErrorCode::BadInput),
+                ))
+            }
+            _ => None,
+        },
+        Ok(_) => None,
     }
 }
 

@@ -8,7 +8,7 @@ use rmcp::model::{
 };
 use serde_json::Value;
 
-use crate::api::mcp::OrgataMcp;
+use crate::api::mcp::{OrgataMcp, error};
 use crate::engine::{EventType, Principal, Resource};
 
 pub fn list() -> ListPromptsResult {
@@ -42,11 +42,7 @@ fn argument<'a>(request: &'a GetPromptRequestParams, name: &str) -> Result<&'a s
         .as_ref()
         .and_then(|arguments| arguments.get(name))
         .and_then(Value::as_str)
-        .ok_or_else(|| McpError::invalid_params(format!("the prompt needs the argument `{name}`"), None))
-}
-
-fn engine_error(error: crate::engine::Error) -> McpError {
-    McpError::invalid_params(error.public_message(), Some(serde_json::json!({"code": error.code().as_str()})))
+        .ok_or_else(|| error::bad_input(format!("the prompt needs the argument `{name}` (a string)")))
 }
 
 pub async fn get(
@@ -60,11 +56,14 @@ pub async fn get(
             let runtime = argument(&request, "runtimeId")?;
             let name = argument(&request, "operation")?;
             let definition =
-                engine.definition(&principal, runtime, None, Resource::Operation).await.map_err(engine_error)?;
-            let operation =
-                definition.runtime.package.operations.iter().find(|operation| operation.name == name).ok_or_else(
-                    || McpError::invalid_params(format!("runtime `{runtime}` has no operation `{name}`"), None),
-                )?;
+                engine.definition(&principal, runtime, None, Resource::Operation).await.map_err(error::from_engine)?;
+            let operation = definition
+                .runtime
+                .package
+                .operations
+                .iter()
+                .find(|operation| operation.name == name)
+                .ok_or_else(|| error::not_found(format!("runtime `{runtime}` has no operation `{name}`")))?;
             let implementation = &operation.implementation;
             format!(
                 "You are carrying out the operation `{name}` of the `{}` package: {}\n\nKind: {}. Role: {}. Expected time: {}.\n\nInput it receives (JSON Schema):\n{}\n\nAnswer with JSON that fits this output schema exactly:\n{}\n{}",
@@ -86,11 +85,14 @@ pub async fn get(
             let runtime = argument(&request, "runtimeId")?;
             let name = argument(&request, "playbook")?;
             let definition =
-                engine.definition(&principal, runtime, None, Resource::Playbook).await.map_err(engine_error)?;
-            let playbook =
-                definition.runtime.package.playbooks.iter().find(|playbook| playbook.name == name).ok_or_else(
-                    || McpError::invalid_params(format!("runtime `{runtime}` has no playbook `{name}`"), None),
-                )?;
+                engine.definition(&principal, runtime, None, Resource::Playbook).await.map_err(error::from_engine)?;
+            let playbook = definition
+                .runtime
+                .package
+                .playbooks
+                .iter()
+                .find(|playbook| playbook.name == name)
+                .ok_or_else(|| error::not_found(format!("runtime `{runtime}` has no playbook `{name}`")))?;
             format!(
                 "Review the business logic of the playbook `{name}` ({}). Check that every step's input is available when it runs, that `when` conditions cover the cases the input schema allows, that failures have sensible retries and fallbacks, that human steps go to the right roles, and that the output program produces what the output schema demands. List concrete problems first, then suggestions.\n\nThe playbook:\n{}",
                 playbook.description,
@@ -100,9 +102,9 @@ pub async fn get(
         "suggest_process_improvements" => {
             let id = argument(&request, "executionId")?
                 .parse()
-                .map_err(|error: String| McpError::invalid_params(error, None))?;
-            let execution = engine.execution(&principal, id).await.map_err(engine_error)?;
-            let history = engine.history(&principal, id, 0, 10_000).await.map_err(engine_error)?;
+                .map_err(|message: String| error::bad_input(format!("`executionId`: {message}")))?;
+            let execution = engine.execution(&principal, id).await.map_err(error::from_engine)?;
+            let history = engine.history(&principal, id, 0, 10_000).await.map_err(error::from_engine)?;
             let mut lines = Vec::new();
             let mut started: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
                 std::collections::HashMap::new();
@@ -138,7 +140,7 @@ pub async fn get(
                 lines.join("\n")
             )
         }
-        other => return Err(McpError::invalid_params(format!("unknown prompt `{other}`"), None)),
+        other => return Err(error::bad_input(format!("unknown prompt `{other}`"))),
     };
     Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
 }

@@ -7,11 +7,11 @@ use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, ResourceTemplate,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::catalog;
-use crate::api::mcp::OrgataMcp;
-use crate::engine::{ExecutionFilter, Principal};
+use crate::api::mcp::{OrgataMcp, error};
+use crate::engine::{ErrorCode, ExecutionFilter, Principal};
 
 /// How many resources one `resources/list` page holds.
 const PAGE: usize = 50;
@@ -38,12 +38,12 @@ pub async fn list(
 ) -> Result<ListResourcesResult, McpError> {
     let start: usize = match cursor {
         None => 0,
-        Some(cursor) => cursor
-            .parse()
-            .map_err(|_| McpError::invalid_params(format!("cursor `{cursor}` is not one this server gave"), None))?,
+        Some(cursor) => {
+            cursor.parse().map_err(|_| error::bad_input(format!("cursor `{cursor}` is not one this server gave")))?
+        }
     };
     let engine = &server.state.engine;
-    let runtimes = engine.runtimes(&principal, None).await.map_err(internal)?;
+    let runtimes = engine.runtimes(&principal, None).await.map_err(error::from_engine)?;
     let mut all = Vec::new();
     for runtime in &runtimes {
         all.push(
@@ -78,7 +78,8 @@ pub async fn list(
             );
         }
     }
-    let executions = engine.executions(&principal, &ExecutionFilter::default(), 200, None).await.map_err(internal)?;
+    let executions =
+        engine.executions(&principal, &ExecutionFilter::default(), 200, None).await.map_err(error::from_engine)?;
     for execution in executions.items {
         all.push(
             Resource::new(
@@ -96,13 +97,14 @@ pub async fn list(
     Ok(result)
 }
 
-fn internal(error: crate::engine::Error) -> McpError {
-    McpError::internal_error(error.public_message(), None)
-}
-
 /// Reads one resource as JSON.
 pub async fn read(server: &OrgataMcp, uri: &str, principal: Principal) -> Result<ReadResourceResponse, McpError> {
-    let not_found = || McpError::resource_not_found(format!("no resource `{uri}`"), Some(json!({"uri": uri})));
+    let context = || {
+        let mut context = Map::new();
+        context.insert("uri".to_owned(), Value::from(uri));
+        context
+    };
+    let not_found = || error::protocol(ErrorCode::NotFound, format!("no resource `{uri}`"), Value::Null, context());
     let path = uri.strip_prefix("orgata://").ok_or_else(not_found)?;
     let parts: Vec<&str> = path.split('/').collect();
     let (operation, variables, pointer) = match parts.as_slice() {
@@ -123,10 +125,6 @@ pub async fn read(server: &OrgataMcp, uri: &str, principal: Principal) -> Result
             ])
             .into())
         }
-        Err((code, message, errors)) => Err(match code.as_str() {
-            "NOT_FOUND" => McpError::resource_not_found(message, Some(json!({"uri": uri, "code": code}))),
-            "INTERNAL" => McpError::internal_error(message, None),
-            _ => McpError::invalid_params(message, Some(json!({"uri": uri, "code": code, "errors": errors}))),
-        }),
+        Err((code, message, errors)) => Err(error::protocol(error::parse_code(&code), message, errors, context())),
     }
 }

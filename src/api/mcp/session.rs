@@ -17,7 +17,7 @@ use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionConte
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
-use crate::api::mcp::OrgataMcp;
+use crate::api::mcp::{OrgataMcp, error};
 use crate::engine::{Command, Environment, EventType, ExecutionId, InterventionKind, Principal};
 
 /// Per-session state; the HTTP service makes a fresh one for every session.
@@ -40,9 +40,9 @@ impl Drop for Session {
 /// The execution an `orgata://execution/{id}` URI names.
 fn execution_of(uri: &str) -> Result<ExecutionId, McpError> {
     uri.strip_prefix("orgata://execution/")
-        .ok_or_else(|| McpError::invalid_params(format!("only executions can be subscribed to, not `{uri}`"), None))?
+        .ok_or_else(|| error::bad_input(format!("only executions can be subscribed to, not `{uri}`")))?
         .parse()
-        .map_err(|error: String| McpError::invalid_params(error, None))
+        .map_err(|message: String| error::bad_input(message))
 }
 
 /// Forwards an execution's events as `notifications/resources/updated` until `notify` fails.
@@ -58,10 +58,7 @@ where
 {
     let id = execution_of(&uri)?;
     let engine = server.state.engine.clone();
-    let execution = engine
-        .execution(principal, id)
-        .await
-        .map_err(|error| McpError::invalid_params(error.public_message(), None))?;
+    let execution = engine.execution(principal, id).await.map_err(error::from_engine)?;
     let stream = engine.subscribe(id, execution.last_seq);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -144,7 +141,7 @@ impl OrgataMcp {
                     .peer
                     .list_roots()
                     .await
-                    .map_err(|error| McpError::internal_error(format!("roots/list: {error}"), None))?;
+                    .map_err(|failure| error::internal(format!("roots/list: {failure}")))?;
                 let environments: Vec<Environment> = listed
                     .roots
                     .iter()

@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::api::catalog::{self, Rest, Source};
 use crate::api::graphql::{Failure, OrgataSchema};
 use crate::api::shapes::{OperationShape, Shapes};
+use crate::engine::ErrorCode;
 use crate::schema;
 use crate::server::{AppState, bearer, caller};
 
@@ -37,6 +38,27 @@ pub struct Route {
     /// JSON Schema of the JSON body, if the route takes body fields.
     pub body: Option<Value>,
     body_validator: Option<schema::Validator>,
+}
+
+impl Route {
+    /// The query parameters the route accepts, from its catalogue row: the variables bound to
+    /// the query, and `wait` where the route offers it. Anything else is refused, so a
+    /// misspelt filter is an error rather than an answer about other data.
+    pub fn query_parameters(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .rest
+            .binds
+            .iter()
+            .filter_map(|bind| match bind.from {
+                Source::Query(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+        if self.rest.wait {
+            names.push("wait");
+        }
+        names
+    }
 }
 
 /// The REST API: its routes and OpenAPI document, generated once.
@@ -107,7 +129,17 @@ pub fn router(api: Arc<RestApi>) -> Router<AppState> {
     for (path, method_router) in methods {
         router = router.route(path, method_router);
     }
-    router
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// 404 for a path no route serves, as a problem like every other REST error.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    problem("NOT_FOUND", &format!("no route serves `{}`; see /api/v1/openapi.json", uri.path()), &[])
+}
+
+/// 405 for a method the path does not serve; axum adds the `Allow` header.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    problem("METHOD_NOT_ALLOWED", &format!("`{}` does not serve {method}", uri.path()), &[])
 }
 
 type Parts = (HashMap<String, String>, HashMap<String, String>, Bytes);
@@ -128,7 +160,11 @@ fn readable(
     })?;
     let body = body.map_err(|rejection| {
         Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            problem("PAYLOAD_TOO_LARGE", &format!("the body is larger than {max_body_bytes} bytes"), &[])
+            problem(
+                ErrorCode::PayloadTooLarge.as_str(),
+                &format!("the body is larger than {max_body_bytes} bytes"),
+                &[],
+            )
         } else {
             problem("BAD_INPUT", "the body could not be read", &[("", &rejection.body_text())])
         })
@@ -220,6 +256,28 @@ fn variables(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Map<String, Value>, Box<Response>> {
+    let accepted = route.query_parameters();
+    let mut unknown: Vec<&str> = query.keys().map(String::as_str).filter(|name| !accepted.contains(name)).collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        let accepted_text = if accepted.is_empty() {
+            "none".to_owned()
+        } else {
+            accepted.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+        };
+        let message = format!("unknown query parameter; this route accepts {accepted_text}");
+        let pointers: Vec<String> = unknown.iter().map(|name| format!("?{name}")).collect();
+        let fields: Vec<(&str, &str)> = pointers.iter().map(|pointer| (pointer.as_str(), message.as_str())).collect();
+        return Err(Box::new(problem(
+            "BAD_INPUT",
+            &format!(
+                "unknown query parameter{} {}; this route accepts {accepted_text}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+            ),
+            &fields,
+        )));
+    }
     let mut variables = Map::new();
     let content_type =
         headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("application/json");
@@ -340,6 +398,7 @@ pub fn problem(code: &str, detail: &str, fields: &[(&str, &str)]) -> Response {
         "UNAUTHENTICATED" => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
         "FORBIDDEN" => (StatusCode::FORBIDDEN, "Forbidden"),
         "PAYLOAD_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+        "METHOD_NOT_ALLOWED" => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     };
     let code = if status == StatusCode::INTERNAL_SERVER_ERROR { "INTERNAL" } else { code };

@@ -21,7 +21,7 @@ fn problem_schema() -> Value {
             "title": {"type": "string"},
             "status": {"type": "integer"},
             "detail": {"type": "string"},
-            "code": {"enum": ["BAD_INPUT", "NOT_FOUND", "CONFLICT", "UNAUTHENTICATED", "FORBIDDEN", "INTERNAL"]},
+            "code": {"enum": ["BAD_INPUT", "NOT_FOUND", "CONFLICT", "UNAUTHENTICATED", "FORBIDDEN", "PAYLOAD_TOO_LARGE", "METHOD_NOT_ALLOWED", "INTERNAL"]},
             "errors": {"type": "array", "items": {
                 "type": "object", "required": ["pointer", "message"],
                 "properties": {"pointer": {"type": "string"}, "message": {"type": "string"}}
@@ -73,6 +73,9 @@ pub fn document(routes: &[Route]) -> Value {
                 "500": {"$ref": "#/components/responses/Problem"},
             }
         });
+        if route.rest.method == crate::api::catalog::Method::Post {
+            operation["responses"]["413"] = json!({"$ref": "#/components/responses/Problem"});
+        }
         if route.rest.location.is_some() {
             operation["responses"][route.rest.status.to_string()]["headers"] =
                 json!({"Location": {"description": "The created resource", "schema": {"type": "string"}}});
@@ -112,7 +115,7 @@ pub fn document(routes: &[Route]) -> Value {
         "info": {
             "title": "Orgata REST API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Thin routes over Orgata's GraphQL operations. Errors are application/problem+json."
+            "description": "Thin routes over Orgata's GraphQL operations. Errors are application/problem+json, including 404 for an unknown path and 405 for a method a path does not serve; a query parameter a route does not list is refused with 400."
         },
         "servers": [{"url": "/api/v1"}],
         "paths": paths,
