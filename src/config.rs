@@ -86,6 +86,33 @@ pub struct Config {
     #[arg(long, env = "ORGATA_WS_SEND_TIMEOUT_SECONDS", default_value_t = 30)]
     pub ws_send_timeout_seconds: u64,
 
+    /// Seconds a new WebSocket may take to say who it is (`connection_init` on `/graphql/ws`, the
+    /// first subscription on `/api/v1/ws`) before it is closed with 4408.
+    #[arg(long, env = "ORGATA_WS_INIT_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub ws_init_timeout_seconds: u64,
+
+    /// Seconds between checks of an open WebSocket's credential (also checked on every new
+    /// subscription); a revoked key or an expired JWT closes the socket (4403) within this.
+    #[arg(long, env = "ORGATA_WS_REAUTHENTICATE_SECONDS", default_value_t = 30)]
+    pub ws_reauthenticate_seconds: u64,
+
+    /// Seconds a client may take to send a request's headers before its connection is closed.
+    #[arg(long, env = "ORGATA_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+
+    /// MCP sessions (2025-11-25 clients) open at most, in all.
+    #[arg(long, env = "ORGATA_MCP_MAX_SESSIONS", default_value_t = 1000)]
+    pub mcp_max_sessions: usize,
+
+    /// MCP sessions open at most per principal.
+    #[arg(long, env = "ORGATA_MCP_MAX_SESSIONS_PER_PRINCIPAL", default_value_t = 32)]
+    pub mcp_max_sessions_per_principal: usize,
+
+    /// A bearer token that may read `/metrics` (for a scraper without an API key). Otherwise
+    /// `/metrics` needs a valid credential, like every other route, once credentials exist.
+    #[arg(long, env = "ORGATA_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Accept HS256 JWT bearer tokens signed with this secret.
     #[arg(long, env = "ORGATA_JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
@@ -102,13 +129,23 @@ pub struct Config {
     #[arg(long, env = "ORGATA_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// Seconds of clock skew tolerated when checking a JWT's `exp` and `nbf`.
+    #[arg(long, env = "ORGATA_JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+
     /// Origins browsers may call from (CORS), comma-separated; none by default.
     #[arg(long, env = "ORGATA_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
 
-    /// Host names (optionally with port) MCP's Streamable HTTP accepts; default: localhost,
-    /// 127.0.0.1 and ::1. Set this when serving MCP on another address.
-    #[arg(long, env = "ORGATA_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    /// Host names (optionally `name:port`) every route and socket answers, comma-separated;
+    /// default: localhost, 127.0.0.1, ::1 and the listen address. `*` accepts any (behind a
+    /// proxy that checks `Host`). Other hosts get 403, which stops DNS rebinding.
+    #[arg(long, env = "ORGATA_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Former name of `--allowed-hosts` (which now covers every route, not only MCP); its
+    /// entries are added to it.
+    #[arg(long, env = "ORGATA_MCP_ALLOWED_HOSTS", value_delimiter = ',', hide = true)]
     pub mcp_allowed_hosts: Vec<String>,
 
     /// Log format: `text` or `json`.
@@ -137,11 +174,19 @@ impl Config {
             jq_max_steps: crate::jq::Budget::DEFAULT.steps,
             jq_timeout_ms: crate::jq::Budget::DEFAULT.time.as_millis() as u64,
             ws_send_timeout_seconds: 30,
+            ws_init_timeout_seconds: 10,
+            ws_reauthenticate_seconds: 30,
+            header_read_timeout_seconds: 10,
+            mcp_max_sessions: 1000,
+            mcp_max_sessions_per_principal: 32,
+            metrics_token: None,
             jwt_hs256_secret: None,
             jwt_rs256_public_key_file: None,
             jwt_issuer: None,
             jwt_audience: None,
+            jwt_leeway_seconds: 30,
             cors_allow_origin: Vec::new(),
+            allowed_hosts: Vec::new(),
             mcp_allowed_hosts: Vec::new(),
             log_format: "text".to_owned(),
         }
@@ -185,6 +230,7 @@ impl Config {
                 rs256_public_key,
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
+                leeway_seconds: self.jwt_leeway_seconds,
             });
         }
         if !self.webhook_allow.is_empty() {

@@ -32,16 +32,91 @@ pub struct AppState {
     /// Whether the server listens on loopback only, where the local user may act as
     /// `developer` as long as no keys are configured.
     pub loopback: bool,
-    /// Host names MCP's Streamable HTTP accepts (rmcp's default: loopback names).
-    pub mcp_allowed_hosts: Vec<String>,
     pub schema: OrgataSchema,
     pub rest: Arc<RestApi>,
     pub mcp: Arc<crate::api::mcp::McpApi>,
     pub metrics: Arc<Metrics>,
     /// The largest request body, and WebSocket message, accepted.
     pub max_body_bytes: usize,
-    /// How long a WebSocket message may wait for a client that does not read.
-    pub ws_send_timeout: Duration,
+    /// How WebSockets are bounded in time.
+    pub sockets: SocketTiming,
+    /// A bearer token that reads `/metrics` (for a scraper that holds no API key).
+    pub metrics_token: Option<String>,
+    /// How many MCP sessions may be open.
+    pub mcp_sessions: crate::api::mcp::SessionLimits,
+}
+
+/// How a WebSocket is bounded in time.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketTiming {
+    /// How long a message may wait for a client that does not read.
+    pub send_timeout: Duration,
+    /// How long a new connection may take to say who it is (`connection_init` on GraphQL, the
+    /// first subscription on `/api/v1/ws`).
+    pub init_timeout: Duration,
+    /// How often an open connection's credential is checked again.
+    pub reauthenticate: Duration,
+}
+
+impl Default for SocketTiming {
+    fn default() -> Self {
+        SocketTiming {
+            send_timeout: Duration::from_secs(30),
+            init_timeout: Duration::from_secs(10),
+            reauthenticate: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The credential a WebSocket presented, checked again while the socket stays open: on every
+/// new subscription and every [`SocketTiming::reauthenticate`]. A revoked key, an expired JWT,
+/// or (for the keyless loopback developer) keys configured since, end the socket.
+#[derive(Clone)]
+pub(crate) struct SocketCredential {
+    state: AppState,
+    /// The token, once presented (`None` inside: presented without one).
+    token: Arc<std::sync::OnceLock<Option<String>>>,
+}
+
+impl SocketCredential {
+    pub(crate) fn new(state: AppState) -> SocketCredential {
+        SocketCredential { state, token: Arc::default() }
+    }
+
+    /// Authenticates `token` and remembers it for the checks that follow.
+    pub(crate) async fn present(&self, token: Option<String>) -> Result<Principal, crate::engine::Error> {
+        let principal = caller(&self.state, token.as_deref()).await?;
+        let _ = self.token.set(token);
+        Ok(principal)
+    }
+
+    /// Whether the presented credential still holds; the reason to close the socket if not.
+    /// Before a credential is presented there is nothing to check. A failure to reach the
+    /// database is logged and does not close the socket: only a refused credential does.
+    pub(crate) async fn check(&self) -> Result<(), String> {
+        let Some(token) = self.token.get() else { return Ok(()) };
+        match caller(&self.state, token.as_deref()).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == crate::engine::ErrorCode::Internal => {
+                tracing::warn!(error = %error.public_message(), "could not re-check a WebSocket's credential");
+                Ok(())
+            }
+            Err(error) => Err(error.public_message()),
+        }
+    }
+}
+
+/// RFC 6455 leaves 123 bytes of a close frame for its reason.
+pub(crate) const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// A close frame, its reason cut to [`MAX_CLOSE_REASON_BYTES`] on a character boundary: every
+/// close frame the server sends is made here.
+pub(crate) fn close_message(code: u16, reason: &str) -> axum::extract::ws::Message {
+    let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame { code, reason: reason[..end].into() }))
 }
 
 /// Counters for `/metrics`.
@@ -93,14 +168,121 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
     }
     crate::jq::set_budget(config.jq_budget());
     let mut state = state(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
-    state.mcp_allowed_hosts = config.mcp_allowed_hosts.clone();
-    state.ws_send_timeout = Duration::from_secs(config.ws_send_timeout_seconds.max(1));
+    state.sockets = SocketTiming {
+        send_timeout: Duration::from_secs(config.ws_send_timeout_seconds.max(1)),
+        init_timeout: Duration::from_secs(config.ws_init_timeout_seconds.max(1)),
+        reauthenticate: Duration::from_secs(config.ws_reauthenticate_seconds.max(1)),
+    };
+    state.metrics_token = config.metrics_token.clone().filter(|token| !token.is_empty());
+    state.mcp_sessions = crate::api::mcp::SessionLimits {
+        total: config.mcp_max_sessions.max(1),
+        per_principal: config.mcp_max_sessions_per_principal.max(1),
+    };
+    let mut policy = crate::edge::EdgePolicy::new(
+        &[config.allowed_hosts.as_slice(), config.mcp_allowed_hosts.as_slice()].concat(),
+        &config.cors_allow_origin,
+        yaml_routes(&state),
+    );
+    if !address.ip().is_unspecified() {
+        policy.allow_host(&address.ip().to_string());
+    }
     let app = router(state, config.max_body_bytes, &config.cors_allow_origin).map_err(anyhow::Error::msg)?;
+    let app = app.layer(middleware::from_fn_with_state(Arc::new(policy), crate::edge::enforce));
+    let app = app.layer(TraceLayer::new_for_http().make_span_with(request_span));
     tracing::info!(%address, "orgata is listening; GraphiQL at http://{address}/graphql");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    accept(listener, app, Duration::from_secs(config.header_read_timeout_seconds.max(1))).await;
     engine.stop();
     tracing::info!("orgata stopped");
     Ok(())
+}
+
+/// The REST routes whose body may be a YAML document, for the edge policy.
+fn yaml_routes(state: &AppState) -> Vec<String> {
+    state
+        .rest
+        .routes
+        .iter()
+        .filter(|route| {
+            route.rest.binds.iter().any(|bind| matches!(bind.from, crate::api::catalog::Source::Document(..)))
+        })
+        .map(|route| format!("/api/v1{}", route.rest.path))
+        .collect()
+}
+
+/// A request's span: method and path, and the query with credentials (`?token=`, which
+/// browsers use on WebSockets) blanked, so debug logs never hold a secret.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %redacted(request.uri()),
+        version = ?request.version(),
+    )
+}
+
+/// The URI's path and query, with the values of credential parameters replaced by `***`.
+pub(crate) fn redacted(uri: &axum::http::Uri) -> String {
+    let Some(query) = uri.query() else { return uri.path().to_owned() };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if ["token", "access_token"].contains(&name.to_ascii_lowercase().as_str()) => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), pairs.join("&"))
+}
+
+/// Accepts connections until SIGINT or SIGTERM, then lets the requests under way finish.
+/// Written out rather than `axum::serve` to bound how long a client may take to send a
+/// request's headers: a client that drips them is disconnected after `header_read_timeout`.
+async fn accept(listener: TcpListener, app: Router, header_read_timeout: Duration) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended");
+                    }
+                    return;
+                }
+                _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    let _ = stopping.send(true);
+    drop(stop);
+    // Every connection holds a receiver until it has finished.
+    stopping.closed().await;
 }
 
 /// The application state for an engine: its schema and metrics.
@@ -129,9 +311,10 @@ pub fn state(engine: Engine, loopback: bool) -> Result<AppState, String> {
         engine,
         metrics,
         loopback,
-        mcp_allowed_hosts: Vec::new(),
         max_body_bytes: 8 * 1024 * 1024,
-        ws_send_timeout: Duration::from_secs(30),
+        sockets: SocketTiming::default(),
+        metrics_token: None,
+        mcp_sessions: crate::api::mcp::SessionLimits::default(),
     })
 }
 
@@ -146,16 +329,12 @@ pub fn router(mut state: AppState, max_body_bytes: usize, cors_origins: &[String
         .nest("/api/v1", crate::api::rest::router(state.rest.clone()))
         .merge(
             Router::new()
-                .nest_service(
-                    "/mcp",
-                    crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts, state.max_body_bytes),
-                )
+                .nest_service("/mcp", crate::api::mcp::service(state.clone(), state.max_body_bytes))
                 .layer(middleware::from_fn_with_state(state.clone(), crate::api::mcp::check_message))
                 .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
         .with_state(state);
     if cors_origins.is_empty() {
         return Ok(router);
@@ -335,7 +514,8 @@ async fn graphql_ws(
     let schema = state.schema.clone();
     let metrics = state.metrics.clone();
     let header_token = bearer(&headers);
-    let send_timeout = state.ws_send_timeout;
+    let timing = state.sockets;
+    let credential = SocketCredential::new(state.clone());
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(state.max_body_bytes)
@@ -344,20 +524,22 @@ async fn graphql_ws(
         .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             metrics.websockets.fetch_add(1, Ordering::Relaxed);
+            let presented = credential.clone();
             let on_init = move |payload: serde_json::Value| async move {
                 let from_payload = ["Authorization", "authorization", "token"].iter().find_map(|key| {
                     let value = payload.get(*key)?.as_str()?;
                     Some(value.strip_prefix("Bearer ").unwrap_or(value).to_owned())
                 });
                 let token = from_payload.or(header_token);
-                let principal = caller(&state, token.as_deref())
+                let principal = presented
+                    .present(token)
                     .await
                     .map_err(|error| async_graphql::Error::new(error.public_message()))?;
                 let mut data = Data::default();
                 data.insert(principal);
                 Ok(data)
             };
-            graphql::ws::serve(socket, schema, protocol, send_timeout, on_init).await;
+            graphql::ws::serve(socket, schema, protocol, timing, credential, on_init).await;
             metrics.websockets.fetch_sub(1, Ordering::Relaxed);
         })
 }
@@ -371,8 +553,22 @@ async fn authenticate_mcp(
 ) -> Response {
     match caller(&state, bearer(request.headers()).as_deref()).await {
         Ok(principal) => {
+            let owner = principal.id.clone();
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let (response, refused) = crate::api::mcp::admitted(owner, next.run(request)).await;
+            if !refused {
+                return response;
+            }
+            let limits = state.mcp_sessions;
+            let message = format!(
+                "too many MCP sessions are open (at most {} per principal, {} in all); close one (DELETE /mcp) or let \
+                 an idle one expire",
+                limits.per_principal, limits.total
+            );
+            let body = serde_json::json!({"error": message, "code": "TOO_MANY_SESSIONS"});
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+            response
         }
         Err(error) => {
             let body = serde_json::json!({"error": error.public_message(), "code": error.code().as_str()});
@@ -409,8 +605,22 @@ async fn count_requests(
     response
 }
 
-/// Prometheus text exposition.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition, for whoever may call the server at all (any valid credential, or
+/// nobody's on a keyless loopback server) or holds `--metrics-token`: the counts say how busy
+/// every environment is, so they are not public once credentials exist.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let token = bearer(&headers);
+    let scraper = match (&state.metrics_token, &token) {
+        (Some(expected), Some(token)) => {
+            bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), token.as_bytes()))
+        }
+        _ => false,
+    };
+    if !scraper && let Err(error) = caller(&state, token.as_deref()).await {
+        let mut response = crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]);
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        return response;
+    }
     let metrics = &state.metrics;
     let mut text = String::new();
     let mut line = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
@@ -507,4 +717,29 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests under way");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_frame_and_stay_text() {
+        let reason = format!("{}é{}", "a".repeat(122), "b".repeat(200));
+        let axum::extract::ws::Message::Close(Some(frame)) = close_message(1002, &reason) else {
+            panic!("a close frame");
+        };
+        // 122 ASCII bytes, then a two-byte character that would end at byte 124: cut before it.
+        assert_eq!(frame.reason.as_str(), "a".repeat(122));
+        let axum::extract::ws::Message::Close(Some(frame)) = close_message(4408, "short") else {
+            panic!("a close frame");
+        };
+        assert_eq!((frame.code, frame.reason.as_str()), (4408, "short"));
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_blanked_in_spans() {
+        let uri: axum::http::Uri = "/api/v1/ws?after=1&token=orgata_abc_secret&TOKEN=x".parse().expect("uri");
+        assert_eq!(redacted(&uri), "/api/v1/ws?after=1&token=***&TOKEN=***");
+    }
 }

@@ -30,6 +30,8 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// Required `aud`, if set.
     pub audience: Option<String>,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway_seconds: u64,
 }
 
 impl std::fmt::Debug for JwtConfig {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for JwtConfig {
             .field("rs256_public_key", &self.rs256_public_key.is_some())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("leeway_seconds", &self.leeway_seconds)
             .finish()
     }
 }
@@ -87,6 +90,31 @@ fn record(row: api_key::Model) -> ApiKey {
         created_at: row.created_at,
         revoked_at: row.revoked_at,
     }
+}
+
+/// The longest key name, role name or grant, in bytes.
+const MAX_NAME_BYTES: usize = 100;
+/// The most roles, and grants, one key holds.
+const MAX_KEY_LIST: usize = 64;
+
+/// A key's roles are names as a package declares them: 1 to 100 bytes of letters, digits, `_`,
+/// `-`, `.` and `:`; at most 64 of them.
+fn check_roles(roles: &[String]) -> Result<()> {
+    if roles.len() > MAX_KEY_LIST {
+        return Err(Error::BadInput(format!("a key holds at most {MAX_KEY_LIST} roles, not {}", roles.len())));
+    }
+    for role in roles {
+        let valid = !role.is_empty()
+            && role.len() <= MAX_NAME_BYTES
+            && role.chars().all(|character| character.is_ascii_alphanumeric() || "_-.:".contains(character));
+        if !valid {
+            return Err(Error::BadInput(format!(
+                "role `{}` is not a role name: 1 to {MAX_NAME_BYTES} bytes of letters, digits, `_`, `-`, `.` and `:`",
+                crate::engine::types::bounded(role)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Managing a key needs admin in every environment the key is granted.
@@ -139,10 +167,16 @@ impl Engine {
         roles: &[String],
         grants: &[String],
     ) -> Result<(ApiKey, String)> {
-        let parsed = Grants::parse(grants).map_err(Error::BadInput)?;
-        if name.trim().is_empty() || name.len() > 100 {
-            return Err(Error::BadInput("a key needs a name of 1 to 100 characters".to_owned()));
+        if grants.len() > MAX_KEY_LIST || grants.iter().any(|grant| grant.len() > MAX_NAME_BYTES) {
+            return Err(Error::BadInput(format!(
+                "a key has at most {MAX_KEY_LIST} grants of at most {MAX_NAME_BYTES} bytes each"
+            )));
         }
+        let parsed = Grants::parse(grants).map_err(Error::BadInput)?;
+        if name.trim().is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(Error::BadInput(format!("a key needs a name of 1 to {MAX_NAME_BYTES} bytes")));
+        }
+        check_roles(roles)?;
         may_manage(principal, &parsed)?;
         let id: String = {
             let bytes: [u8; 9] = rand::random();
@@ -173,7 +207,9 @@ impl Engine {
         Ok((record(row), format!("{PREFIX}{id}_{secret}")))
     }
 
-    /// Every key, newest first, without secrets.
+    /// The keys `principal` may manage (those whose every granted environment it administers),
+    /// newest first, without secrets. A key reaching further is not listed: its name, roles and
+    /// grants are not the business of an administrator of fewer environments.
     pub async fn keys(&self, principal: &Principal) -> Result<Vec<ApiKey>> {
         if !Environment::ALL.iter().any(|environment| principal.grants.is_admin(*environment)) {
             return Err(Error::Forbidden(format!(
@@ -185,7 +221,11 @@ impl Engine {
             .order_by_desc(api_key::Column::CreatedAt)
             .all(self.inner.store.connection())
             .await?;
-        Ok(rows.into_iter().map(record).collect())
+        Ok(rows
+            .into_iter()
+            .map(record)
+            .filter(|key| Grants::parse(&key.grants).is_ok_and(|grants| may_manage(principal, &grants).is_ok()))
+            .collect())
     }
 
     /// Revokes a key at once: the next request with it is refused.
@@ -242,18 +282,29 @@ impl Inner {
             (None, None) => return Err(Error::Internal("JWT configured without a key".to_owned())),
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is required, not merely checked when present: a
+        // token without `iss` or `aud` was not minted for this server.
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
+        validation.validate_nbf = true;
+        validation.leeway = config.leeway_seconds;
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|error| {
                 Error::Unauthenticated(match error.kind() {
                     ErrorKind::ExpiredSignature => "the JWT has expired".to_owned(),
+                    ErrorKind::ImmatureSignature => "the JWT is not valid yet (`nbf` is in the future)".to_owned(),
+                    ErrorKind::MissingRequiredClaim(claim) => format!("the JWT has no `{claim}` claim"),
                     ErrorKind::InvalidSignature => "the JWT's signature is not valid".to_owned(),
                     ErrorKind::InvalidAlgorithm => {
                         "the JWT is signed with an algorithm this server does not accept".to_owned()

@@ -178,10 +178,26 @@ macro_rules! uuid_id {
             fn from_str(text: &str) -> Result<Self, String> {
                 Uuid::parse_str(text)
                     .map($name)
-                    .map_err(|error| format!("`{text}` is not a valid {} id: {error}", $what))
+                    .map_err(|error| format!("`{}` is not a valid {} id: {error}", bounded(text), $what))
             }
         }
     };
+}
+
+/// The most of a client's value an error message repeats.
+pub const ECHO_BYTES: usize = 80;
+
+/// A client's value as an error message repeats it: at most [`ECHO_BYTES`] bytes (cut on a
+/// character boundary, marked with `…`), so a huge value is never sent back.
+pub fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= ECHO_BYTES {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = ECHO_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
 }
 
 uuid_id!(ExecutionId, "execution");

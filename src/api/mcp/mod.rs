@@ -10,6 +10,9 @@ mod prompts;
 mod resources;
 mod session;
 
+pub use session::SessionLimits;
+pub(crate) use session::admitted;
+
 use std::sync::Arc;
 
 use async_graphql::Variables;
@@ -402,26 +405,20 @@ fn unreadable(bytes: &[u8]) -> Option<(http::StatusCode, Value)> {
     }
 }
 
-/// The Streamable HTTP service for `/mcp`.
+/// The Streamable HTTP service for `/mcp`. `Host` and `Origin` are checked by the edge policy
+/// in front of every route (`crate::edge`), so rmcp's own host check is off.
 pub fn service(
     state: AppState,
-    allowed_hosts: &[String],
     max_body_bytes: usize,
-) -> rmcp::transport::streamable_http_server::StreamableHttpService<
-    OrgataMcp,
-    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
-> {
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-    };
-    let mut config = StreamableHttpServerConfig::default().with_max_request_body_bytes(max_body_bytes);
-    if !allowed_hosts.is_empty() {
-        config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
-    }
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<OrgataMcp, session::Sessions> {
+    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    let config =
+        StreamableHttpServerConfig::default().with_max_request_body_bytes(max_body_bytes).disable_allowed_hosts();
+    let sessions = Arc::new(session::Sessions::new(state.mcp_sessions));
     // One server per session, so that each session has its own subscriptions and roots.
     StreamableHttpService::new(
         move || Ok(OrgataMcp { state: state.clone(), fixed: None, session: Arc::default() }),
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         config,
     )
 }

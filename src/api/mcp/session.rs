@@ -10,15 +10,20 @@ use std::sync::Mutex;
 
 use futures::StreamExt;
 use rmcp::model::{
-    CreateMessageRequestParams, ResourceUpdatedNotificationParam, SamplingMessage, SubscribeRequestParams,
+    ClientJsonRpcMessage, CreateMessageRequestParams, ServerJsonRpcMessage, ResourceUpdatedNotificationParam, SamplingMessage, SubscribeRequestParams,
     SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
+use rmcp::transport::streamable_http_server::session::ServerSseMessage;
+use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use crate::api::mcp::{OrgataMcp, error};
 use crate::engine::{Command, Environment, EventType, ExecutionId, InterventionKind, Principal};
+
+/// The key of the sampling task among a session's subscriptions.
+const SAMPLING: &str = "sampling";
 
 /// Per-session state; the HTTP service makes a fresh one for every session.
 #[derive(Default)]
@@ -37,18 +42,32 @@ impl Drop for Session {
     }
 }
 
-/// The execution an `orgata://execution/{id}` URI names.
-fn execution_of(uri: &str) -> Result<ExecutionId, McpError> {
-    uri.strip_prefix("orgata://execution/")
-        .ok_or_else(|| error::bad_input(format!("only executions can be subscribed to, not `{uri}`")))?
+/// How many resources one session may follow at once (as many as a WebSocket).
+pub const MAX_SUBSCRIPTIONS: usize = crate::api::graphql::limits::MAX_SUBSCRIPTIONS;
+
+/// The execution an `orgata://execution/{id}` URI names, and the URI in its canonical
+/// spelling: a UUID may be written many ways (case, braces, `urn:uuid:`), and each spelling must
+/// not become a subscription of its own.
+fn execution_of(uri: &str) -> Result<(ExecutionId, String), McpError> {
+    let id: ExecutionId = uri
+        .strip_prefix("orgata://execution/")
+        .ok_or_else(|| {
+            error::bad_input(format!("only executions can be subscribed to, not `{}`", crate::engine::bounded(uri)))
+        })?
         .parse()
-        .map_err(|message: String| error::bad_input(message))
+        .map_err(|message: String| error::bad_input(message))?;
+    Ok((id, format!("orgata://execution/{id}")))
+}
+
+fn too_many() -> McpError {
+    error::bad_input(format!("at most {MAX_SUBSCRIPTIONS} resource subscriptions per session"))
 }
 
 /// Forwards an execution's events as `notifications/resources/updated` until `notify` fails.
 async fn follow<F, Fut>(
     server: &OrgataMcp,
     principal: &Principal,
+    id: ExecutionId,
     uri: String,
     notify: F,
 ) -> Result<tokio::task::AbortHandle, McpError>
@@ -56,7 +75,6 @@ where
     F: Fn(String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let id = execution_of(&uri)?;
     let engine = server.state.engine.clone();
     let execution = engine.execution(principal, id).await.map_err(error::from_engine)?;
     let stream = engine.subscribe(id, execution.last_seq);
@@ -79,23 +97,36 @@ impl OrgataMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let principal = self.caller(&context).await?;
+        let (id, uri) = execution_of(&request.uri)?;
+        let full = |subscriptions: &HashMap<String, tokio::task::AbortHandle>| {
+            let resources = subscriptions.keys().filter(|key| key.as_str() != SAMPLING).count();
+            !subscriptions.contains_key(&uri) && resources >= MAX_SUBSCRIPTIONS
+        };
+        if self.session.subscriptions.lock().is_ok_and(|subscriptions| full(&subscriptions)) {
+            return Err(too_many());
+        }
         let peer = context.peer.clone();
-        let handle = follow(self, &principal, request.uri.clone(), move |uri| {
+        let handle = follow(self, &principal, id, uri.clone(), move |uri| {
             let peer = peer.clone();
             async move { peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
         })
         .await?;
-        if let Ok(mut subscriptions) = self.session.subscriptions.lock()
-            && let Some(previous) = subscriptions.insert(request.uri, handle)
-        {
+        let mut subscriptions = self.session.subscriptions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked again: another subscribe may have filled the session meanwhile.
+        if full(&subscriptions) {
+            handle.abort();
+            return Err(too_many());
+        }
+        if let Some(previous) = subscriptions.insert(uri, handle) {
             previous.abort();
         }
         Ok(())
     }
 
     pub(crate) fn unsubscribe_resource(&self, request: UnsubscribeRequestParams) {
+        let Ok((_, uri)) = execution_of(&request.uri) else { return };
         if let Ok(mut subscriptions) = self.session.subscriptions.lock()
-            && let Some(handle) = subscriptions.remove(&request.uri)
+            && let Some(handle) = subscriptions.remove(&uri)
         {
             handle.abort();
         }
@@ -104,12 +135,19 @@ impl OrgataMcp {
     /// 2026-07-28: `subscriptions/listen` with resource URIs, until the client cancels.
     pub(crate) async fn listen_resources(&self, context: SubscriptionContext) -> Result<(), McpError> {
         let principal = self.caller(context.request_context()).await?;
-        let uris = context.accepted().resource_subscriptions.clone().unwrap_or_default();
+        let mut executions = HashMap::new();
+        for uri in context.accepted().resource_subscriptions.clone().unwrap_or_default() {
+            let (id, uri) = execution_of(&uri)?;
+            executions.insert(uri, id);
+        }
+        if executions.len() > MAX_SUBSCRIPTIONS {
+            return Err(too_many());
+        }
         let mut handles = Vec::new();
-        for uri in uris {
+        for (uri, id) in executions {
             let sink = context.sink().clone();
             handles.push(
-                follow(self, &principal, uri, move |uri| {
+                follow(self, &principal, id, uri, move |uri| {
                     let sink = sink.clone();
                     async move { sink.notify_resource_updated(uri).await.is_ok() }
                 })
@@ -212,7 +250,7 @@ impl OrgataMcp {
             }
         });
         if let Ok(mut subscriptions) = self.session.subscriptions.lock() {
-            subscriptions.insert("sampling".to_owned(), task.abort_handle());
+            subscriptions.insert(SAMPLING.to_owned(), task.abort_handle());
         }
     }
 }
@@ -262,4 +300,140 @@ async fn sample(
         tracing::info!(error = %error.public_message(), "a sampled answer was refused; the intervention stays pending");
     }
     true
+}
+
+/// How many MCP sessions (2025-11-25; 2026-07-28 is stateless) may be open at once, in total
+/// and per principal. Each costs tens of kilobytes and a task; abandoned ones end after rmcp's
+/// idle timeout (five minutes).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub total: usize,
+    pub per_principal: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits { total: 1000, per_principal: 32 }
+    }
+}
+
+/// Who is opening a session: set by the `/mcp` middleware around the request, read when rmcp
+/// asks for a session (on the same task), so the session manager knows its owner. `refused`
+/// tells the middleware the request was refused for the cap.
+pub(crate) struct Admission {
+    owner: String,
+    refused: std::sync::atomic::AtomicBool,
+}
+
+tokio::task_local! {
+    static ADMISSION: Admission;
+}
+
+/// Runs one `/mcp` request on behalf of `owner`; true with the response if it was refused
+/// because the session caps are reached.
+pub(crate) async fn admitted<F: Future>(owner: String, request: F) -> (F::Output, bool) {
+    let admission = Admission { owner, refused: std::sync::atomic::AtomicBool::new(false) };
+    ADMISSION
+        .scope(admission, async {
+            let output = request.await;
+            let refused = ADMISSION.with(|admission| admission.refused.load(std::sync::atomic::Ordering::Relaxed));
+            (output, refused)
+        })
+        .await
+}
+
+/// A session could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionsError {
+    #[error("too many MCP sessions are open")]
+    Full,
+    #[error(transparent)]
+    Local(#[from] rmcp::transport::streamable_http_server::session::local::LocalSessionManagerError),
+}
+
+/// rmcp's in-memory sessions, capped in total and per principal.
+pub struct Sessions {
+    inner: rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+    /// Each open session's owner (principal id); pruned against the open sessions.
+    owners: Mutex<HashMap<SessionId, String>>,
+    limits: SessionLimits,
+}
+
+impl Sessions {
+    pub fn new(limits: SessionLimits) -> Sessions {
+        Sessions { inner: Default::default(), owners: Mutex::default(), limits }
+    }
+}
+
+type LocalManager = rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+impl SessionManager for Sessions {
+    type Error = SessionsError;
+    type Transport = <LocalManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let owner = ADMISSION.try_with(|admission| admission.owner.clone()).unwrap_or_default();
+        let open: std::collections::HashSet<SessionId> = self.inner.sessions.read().await.keys().cloned().collect();
+        let full = {
+            let mut owners = self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            owners.retain(|id, _| open.contains(id));
+            open.len() >= self.limits.total
+                || owners.values().filter(|known| **known == owner).count() >= self.limits.per_principal
+        };
+        if full {
+            let _ = ADMISSION.try_with(|admission| admission.refused.store(true, std::sync::atomic::Ordering::Relaxed));
+            return Err(SessionsError::Full);
+        }
+        let (id, transport) = self.inner.create_session().await?;
+        self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), owner);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        Ok(self.inner.initialize_session(id, message).await?)
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        Ok(self.inner.has_session(id).await?)
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        Ok(self.inner.close_session(id).await?)
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.create_stream(id, message).await?)
+    }
+
+    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+        Ok(self.inner.accept_message(id, message).await?)
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.create_standalone_stream(id).await?)
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl futures::Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.resume(id, last_event_id).await?)
+    }
+
+    async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        Ok(self.inner.restore_session(id).await?)
+    }
 }

@@ -399,6 +399,7 @@ pub fn problem(code: &str, detail: &str, fields: &[(&str, &str)]) -> Response {
         "FORBIDDEN" => (StatusCode::FORBIDDEN, "Forbidden"),
         "PAYLOAD_TOO_LARGE" => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
         "METHOD_NOT_ALLOWED" => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+        "UNSUPPORTED_MEDIA_TYPE" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     };
     let code = if status == StatusCode::INTERNAL_SERVER_ERROR { "INTERNAL" } else { code };

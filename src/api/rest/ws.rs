@@ -5,6 +5,11 @@
 //! Client → server: `{"type":"subscribe_execution","executionId":…,"afterSeq":…}`,
 //! `{"type":"unsubscribe_execution","executionId":…}`. Server → client: `subscribed`,
 //! `execution_event` (with `event`), `unsubscribed`, `error` (with `code` and `message`).
+//!
+//! The first subscription must come within the init timeout (otherwise the socket is closed
+//! with 4408), and the credential is checked again on every subscription and every
+//! re-authentication interval: once it is refused (a revoked key, an expired JWT) the socket
+//! is closed with 4403.
 
 use std::collections::HashMap;
 
@@ -17,7 +22,12 @@ use tokio::sync::mpsc;
 
 use crate::api::catalog;
 use crate::engine::Principal;
-use crate::server::{AppState, bearer, caller};
+use crate::server::{AppState, SocketCredential, bearer, close_message};
+
+/// No subscription arrived within the init timeout.
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// The credential is no longer valid.
+const CLOSE_FORBIDDEN: u16 = 4403;
 
 /// How many messages may wait for a slow client before its subscriptions pause.
 const OUTBOX: usize = 64;
@@ -33,53 +43,77 @@ pub async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let token = bearer(&headers).or_else(|| query.get("token").cloned());
-    match caller(&state, token.as_deref()).await {
+    let credential = SocketCredential::new(state.clone());
+    match credential.present(token).await {
         Ok(principal) => upgrade
             .max_message_size(state.max_body_bytes)
             .max_frame_size(state.max_body_bytes)
             .read_buffer_size(crate::server::WS_BUFFER_BYTES)
             .write_buffer_size(crate::server::WS_BUFFER_BYTES)
-            .on_upgrade(move |socket| session(state, principal, socket)),
+            .on_upgrade(move |socket| session(state, principal, credential, socket)),
         Err(error) => crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]),
     }
 }
 
-/// A client that does not read is disconnected once a message has waited `ws_send_timeout`.
-async fn session(state: AppState, principal: Principal, socket: WebSocket) {
+/// A client that does not read is disconnected once a message has waited the send timeout.
+async fn session(state: AppState, principal: Principal, credential: SocketCredential, socket: WebSocket) {
     let (mut sender, mut receiver) = socket.split();
     let (outbox, mut pending) = mpsc::channel::<Value>(OUTBOX);
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let send_timeout = state.ws_send_timeout;
-    loop {
+    let timing = state.sockets;
+    let init_deadline = tokio::time::sleep(timing.init_timeout);
+    tokio::pin!(init_deadline);
+    let mut subscribed = false;
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + timing.reauthenticate, timing.reauthenticate);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let close = loop {
         let outgoing = tokio::select! {
             incoming = receiver.next() => {
-                let Some(Ok(message)) = incoming else { break };
+                let Some(Ok(message)) = incoming else { break None };
                 let text = match message {
                     Message::Text(text) => text.to_string(),
-                    Message::Close(_) => break,
+                    Message::Close(_) => break None,
                     _ => continue,
                 };
-                match handle(&state, &principal, &text, &outbox, &mut subscriptions) {
+                let message = serde_json::from_str::<Value>(&text).ok();
+                if message.as_ref().is_some_and(|message| message["type"] == "subscribe_execution") {
+                    subscribed = true;
+                    if let Err(reason) = credential.check().await {
+                        break Some((CLOSE_FORBIDDEN, reason));
+                    }
+                }
+                match handle(&state, &principal, message, &outbox, &mut subscriptions) {
                     Some(reply) => reply,
                     None => continue,
                 }
             }
             Some(message) = pending.recv() => message,
+            () = &mut init_deadline, if !subscribed => {
+                break Some((CLOSE_INIT_TIMEOUT, "no subscribe_execution within the init timeout".to_owned()));
+            }
+            _ = recheck.tick() => match credential.check().await {
+                Ok(()) => continue,
+                Err(reason) => break Some((CLOSE_FORBIDDEN, reason)),
+            },
         };
-        match tokio::time::timeout(send_timeout, sender.send(Message::text(outgoing.to_string()))).await {
+        match tokio::time::timeout(timing.send_timeout, sender.send(Message::text(outgoing.to_string()))).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
+            Ok(Err(_)) => break None,
             Err(_) => {
                 tracing::info!(
-                    seconds = send_timeout.as_secs(),
+                    seconds = timing.send_timeout.as_secs(),
                     "closing a REST WebSocket whose client stopped reading"
                 );
-                break;
+                break None;
             }
         }
-    }
+    };
     for (_, task) in subscriptions {
         task.abort();
+    }
+    if let Some((code, reason)) = close {
+        let _ = tokio::time::timeout(timing.send_timeout, sender.send(close_message(code, &reason))).await;
     }
 }
 
@@ -91,14 +125,17 @@ fn error(code: &str, message: &str, execution_id: Option<&str>) -> Value {
 fn handle(
     state: &AppState,
     principal: &Principal,
-    text: &str,
+    message: Option<Value>,
     outbox: &mpsc::Sender<Value>,
     subscriptions: &mut HashMap<String, tokio::task::JoinHandle<()>>,
 ) -> Option<Value> {
-    let Ok(message) = serde_json::from_str::<Value>(text) else {
+    let Some(message) = message else {
         return Some(error("BAD_INPUT", "messages are JSON objects with a `type`", None));
     };
-    let execution_id = message["executionId"].as_str().map(str::to_owned);
+    // One subscription per execution, however its id is spelled (case, braces, `urn:uuid:`).
+    let execution_id = message["executionId"]
+        .as_str()
+        .map(|id| id.parse::<crate::engine::ExecutionId>().map_or_else(|_| id.to_owned(), |id| id.to_string()));
     match (message["type"].as_str(), execution_id) {
         (Some("subscribe_execution"), Some(execution_id)) => {
             if subscriptions.len() >= MAX_SUBSCRIPTIONS && !subscriptions.contains_key(&execution_id) {
