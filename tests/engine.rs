@@ -315,6 +315,7 @@ playbooks:
         kind: agent
         prompt: Classify this
         timeout_ms: 100
+        output_schema: {type: object}
         on_failure: {then: fail}
 "#;
     harness.deploy_yaml(yaml, Environment::Development).await.expect("deploys");
