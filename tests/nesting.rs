@@ -112,7 +112,7 @@ async fn deep_playbook_chains_run_or_are_refused_and_never_crash_the_server() {
     assert_eq!(failed["status"], "FAILED", "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("would nest executions 33 deep") && error.contains("at most 32"), "{failed}");
-    let health = client.get(format!("{}/health", server.base)).send().await.expect("alive");
+    let health = client.get(format!("{}/healthz", server.base)).send().await.expect("alive");
     assert!(health.status().is_success());
     server.kill().await;
 }
