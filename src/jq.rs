@@ -364,8 +364,10 @@ pub struct Program {
 /// version with the same program shares one filter (each holds its own copy of jq's standard
 /// library, about 100 KiB), so redeploying a package, or many steps repeating a program, costs
 /// its programs once.
-static COMPILED: Mutex<Option<std::collections::HashMap<Arc<str>, (std::sync::Weak<Filter>, usize)>>> =
-    Mutex::new(None);
+static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+
+/// Program text → its filter (while held) and the filter's size in bytes.
+type Compiled = std::collections::HashMap<Arc<str>, (std::sync::Weak<Filter>, usize)>;
 
 impl fmt::Debug for Program {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

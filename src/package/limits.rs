@@ -82,6 +82,10 @@ fn placeholders(prompt: &str) -> usize {
     prompt.matches("{{").count()
 }
 
+/// How deep the calls below a playbook nest, and the call (step index, callee) that starts
+/// the deepest chain.
+type Height = (usize, Option<(usize, usize)>);
+
 /// Playbooks whose calls nest deeper than `limit`, each reported at the step that starts the
 /// too-deep chain, naming the chain. Only the outermost playbook of each too-deep chain is
 /// reported (the ones it calls are named in its chain). Iterative, so a chain of any length
@@ -114,7 +118,7 @@ fn nesting(package: &Package, limit: usize) -> Vec<(String, String)> {
         .collect();
     // height[p]: how deep the deepest chain below p nests, and the call that starts it.
     let count = package.playbooks.len();
-    let mut height: Vec<Option<(usize, Option<(usize, usize)>)>> = vec![None; count];
+    let mut height: Vec<Option<Height>> = vec![None; count];
     let mut on_path = vec![false; count];
     for root in 0..count {
         if height[root].is_some() {
