@@ -81,6 +81,35 @@ pub struct Config {
     #[arg(long, env = "ORGATA_JQ_TIMEOUT_MS", default_value_t = crate::jq::Budget::DEFAULT.time.as_millis() as u64)]
     pub jq_timeout_ms: u64,
 
+    /// How deep playbooks may nest (a `playbook` step's child, its child, …): checked at
+    /// deploy over the package's calls, and again when a child execution starts.
+    #[arg(long, env = "ORGATA_MAX_NESTING_DEPTH", default_value_t = crate::package::Limits::DEFAULT.nesting_depth)]
+    pub max_nesting_depth: usize,
+
+    /// Steps one playbook may have; larger packages are refused at deploy.
+    #[arg(long, env = "ORGATA_MAX_STEPS_PER_PLAYBOOK", default_value_t = crate::package::Limits::DEFAULT.steps_per_playbook)]
+    pub max_steps_per_playbook: usize,
+
+    /// jq programs one package may hold (step programs, conditions, inputs, outputs, prompt
+    /// placeholders); larger packages are refused at deploy.
+    #[arg(long, env = "ORGATA_MAX_PROGRAMS_PER_PACKAGE", default_value_t = crate::package::Limits::DEFAULT.programs)]
+    pub max_programs_per_package: usize,
+
+    /// The largest step output stored, a webhook's reply included, in bytes of JSON; a larger
+    /// one fails its step with the reason.
+    #[arg(long, env = "ORGATA_MAX_OUTPUT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_output_bytes: usize,
+
+    /// Megabytes of compiled definitions kept in memory; the least recently used runtime
+    /// versions are dropped beyond it and compiled again when next needed.
+    #[arg(long, env = "ORGATA_DEFINITION_CACHE_MB", default_value_t = 256)]
+    pub definition_cache_mb: usize,
+
+    /// Bytes of values one jq program may build (measured as it runs); a program that builds
+    /// more is stopped and its step fails. Like `--jq-max-steps`, it holds for the whole process.
+    #[arg(long, env = "ORGATA_JQ_MAX_VALUE_BYTES", default_value_t = crate::jq::Budget::DEFAULT.bytes)]
+    pub jq_max_value_bytes: usize,
+
     /// Seconds a WebSocket message may wait for a client that does not read before the
     /// connection is closed.
     #[arg(long, env = "ORGATA_WS_SEND_TIMEOUT_SECONDS", default_value_t = 30)]
@@ -173,6 +202,12 @@ impl Config {
             max_body_bytes: 8 * 1024 * 1024,
             jq_max_steps: crate::jq::Budget::DEFAULT.steps,
             jq_timeout_ms: crate::jq::Budget::DEFAULT.time.as_millis() as u64,
+            max_nesting_depth: crate::package::Limits::DEFAULT.nesting_depth,
+            max_steps_per_playbook: crate::package::Limits::DEFAULT.steps_per_playbook,
+            max_programs_per_package: crate::package::Limits::DEFAULT.programs,
+            max_output_bytes: 4 * 1024 * 1024,
+            definition_cache_mb: 256,
+            jq_max_value_bytes: crate::jq::Budget::DEFAULT.bytes,
             ws_send_timeout_seconds: 30,
             ws_init_timeout_seconds: 10,
             ws_reauthenticate_seconds: 30,
@@ -198,7 +233,11 @@ impl Config {
 
     /// What one jq program may spend.
     pub fn jq_budget(&self) -> crate::jq::Budget {
-        crate::jq::Budget { steps: self.jq_max_steps.max(1), time: Duration::from_millis(self.jq_timeout_ms.max(1)) }
+        crate::jq::Budget {
+            steps: self.jq_max_steps.max(1),
+            time: Duration::from_millis(self.jq_timeout_ms.max(1)),
+            bytes: self.jq_max_value_bytes.max(1),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -212,6 +251,13 @@ impl Config {
         engine.pool_size = self.pool_size;
         engine.workers = self.workers;
         engine.lease = Duration::from_secs(self.lease_seconds.max(1));
+        engine.limits = crate::package::Limits {
+            steps_per_playbook: self.max_steps_per_playbook,
+            programs: self.max_programs_per_package,
+            nesting_depth: self.max_nesting_depth,
+        };
+        engine.max_output_bytes = self.max_output_bytes;
+        engine.definition_cache_bytes = self.definition_cache_mb.saturating_mul(1024 * 1024);
         engine.model = self.model_url.as_ref().map(|url| ModelConfig {
             url: url.clone(),
             model: self.model_name.clone(),

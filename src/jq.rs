@@ -24,7 +24,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,13 @@ pub struct Budget {
     pub steps: u64,
     /// Wall-clock time.
     pub time: Duration,
+    /// Bytes the evaluation's live values may hold beyond what it started with (counted by
+    /// [`CountingAllocator`] on the evaluator thread, checked at every step).
+    pub bytes: usize,
 }
 
 impl Budget {
-    pub const DEFAULT: Budget = Budget { steps: 1_000_000, time: Duration::from_secs(1) };
+    pub const DEFAULT: Budget = Budget { steps: 1_000_000, time: Duration::from_secs(1), bytes: 64 << 20 };
 }
 
 impl Default for Budget {
@@ -87,12 +90,14 @@ pub fn stack_for(budget: Budget) -> usize {
 
 static BUDGET_STEPS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.steps);
 static BUDGET_MILLIS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.time.as_millis() as u64);
+static BUDGET_BYTES: AtomicUsize = AtomicUsize::new(Budget::DEFAULT.bytes);
 
 /// Sets the budget of every evaluation in this process from now on (the server's
 /// `--jq-max-steps`, at most [`MAX_STEPS`], and `--jq-timeout-ms`).
 pub fn set_budget(budget: Budget) {
     BUDGET_STEPS.store(budget.steps.clamp(1, MAX_STEPS), Ordering::Relaxed);
     BUDGET_MILLIS.store(u64::try_from(budget.time.as_millis()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+    BUDGET_BYTES.store(budget.bytes.max(1), Ordering::Relaxed);
 }
 
 /// The budget evaluations run under.
@@ -100,6 +105,66 @@ pub fn budget() -> Budget {
     Budget {
         steps: BUDGET_STEPS.load(Ordering::Relaxed),
         time: Duration::from_millis(BUDGET_MILLIS.load(Ordering::Relaxed)),
+        bytes: BUDGET_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+thread_local! {
+    /// Bytes allocated minus bytes freed on this thread (see [`CountingAllocator`]).
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+/// The process's allocator: the system's, counting per thread the bytes allocated and freed, so
+/// that an evaluation knows how much its values hold. jaq has no hook on the size of what a
+/// program builds (`reduce range(29) as $i ("x"; . + .)` reaches 1 GiB in a few dozen steps),
+/// and the evaluator thread allocates little besides the program's values. Installed in
+/// `lib.rs`; a thread-local add per allocation is all it costs.
+pub struct CountingAllocator;
+
+#[inline]
+fn count(delta: isize) {
+    // `try_with`: during thread teardown the counter may be gone; nothing to count then.
+    let _ = LIVE_BYTES.try_with(|live| live.set(live.get().wrapping_add(delta)));
+}
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.try_with(Cell::get).unwrap_or(0)
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counting touches only a
+// thread-local `Cell` with a const initialiser (no allocation, no destructor).
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let pointer = unsafe { std::alloc::System.alloc(layout) };
+        if !pointer.is_null() {
+            count(layout.size() as isize);
+        }
+        pointer
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let pointer = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if !pointer.is_null() {
+            count(layout.size() as isize);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: std::alloc::Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let moved = unsafe { std::alloc::System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        moved
     }
 }
 
@@ -131,6 +196,7 @@ enum Stop {
     Steps(u64),
     Time(Duration),
     Depth,
+    Bytes(usize),
 }
 
 impl fmt::Display for Stop {
@@ -138,6 +204,9 @@ impl fmt::Display for Stop {
         match self {
             Stop::Steps(steps) => write!(formatter, "ran out of its budget of {steps} evaluation steps"),
             Stop::Time(time) => write!(formatter, "ran out of its time budget of {} ms", time.as_millis()),
+            Stop::Bytes(bytes) => {
+                write!(formatter, "built values larger than its budget of {} MiB", bytes.div_ceil(1 << 20))
+            }
             Stop::Depth => {
                 write!(formatter, "recursed too deeply (more than {} MiB of stack)", EVALUATION_STACK >> 20)
             }
@@ -152,6 +221,8 @@ pub struct Gauge {
     deadline: Instant,
     /// The lowest stack address the evaluation may reach (stacks grow down).
     stack_floor: usize,
+    /// [`live_bytes`] when the evaluation began.
+    bytes_at_start: isize,
 }
 
 impl Gauge {
@@ -161,6 +232,7 @@ impl Gauge {
             budget,
             deadline: Instant::now() + budget.time,
             stack_floor: stack_base.saturating_sub(EVALUATION_STACK),
+            bytes_at_start: live_bytes(),
         }
     }
 
@@ -176,6 +248,11 @@ impl Gauge {
         }
         if stack_address() < self.stack_floor {
             stop(Stop::Depth);
+        }
+        // Between two steps one native operation may allocate much at once (string
+        // repetition), so the budget can be overshot by that one operation, never more.
+        if live_bytes().wrapping_sub(self.bytes_at_start) > self.budget.bytes as isize {
+            stop(Stop::Bytes(self.budget.bytes));
         }
     }
 }
@@ -279,7 +356,18 @@ fn metered_range(mut cv: jaq_core::Cv<'_, Metered>) -> ValXs<'_, Val> {
 pub struct Program {
     code: Arc<str>,
     filter: Arc<Filter>,
+    /// About how many bytes the compiled filter holds (see [`Program::bytes`]).
+    bytes: usize,
 }
+
+/// Compiled programs by their text, while anything holds them: every step of every deployed
+/// version with the same program shares one filter (each holds its own copy of jq's standard
+/// library, about 100 KiB), so redeploying a package, or many steps repeating a program, costs
+/// its programs once.
+static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+
+/// Program text → its filter (while held) and the filter's size in bytes.
+type Compiled = std::collections::HashMap<Arc<str>, (std::sync::Weak<Filter>, usize)>;
 
 impl fmt::Debug for Program {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -303,14 +391,45 @@ impl Program {
                 Program::MAX_BYTES
             ));
         }
-        std::thread::scope(|scope| {
+        if let Some(program) = Program::shared(code) {
+            return Ok(program);
+        }
+        let program = std::thread::scope(|scope| {
             let compiler = std::thread::Builder::new()
                 .name("orgata-jq-compile".to_owned())
                 .stack_size(Program::COMPILER_STACK)
-                .spawn_scoped(scope, || Program::compile_here(code))
+                .spawn_scoped(scope, || {
+                    // What the compilation leaves allocated on this thread is the filter.
+                    let before = live_bytes();
+                    Program::compile_here(code).map(|mut program| {
+                        program.bytes = usize::try_from(live_bytes().wrapping_sub(before)).unwrap_or(0);
+                        program
+                    })
+                })
                 .map_err(|error| format!("cannot start a thread to compile the program: {error}"))?;
             compiler.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        })?;
+        let mut compiled = COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
+        let compiled = compiled.get_or_insert_with(Default::default);
+        // Forget programs nobody holds any more, now and then.
+        if compiled.len() >= 1024 && compiled.len().is_power_of_two() {
+            compiled.retain(|_, (filter, _)| filter.strong_count() > 0);
+        }
+        compiled.insert(program.code.clone(), (Arc::downgrade(&program.filter), program.bytes));
+        Ok(program)
+    }
+
+    /// The program compiled from the same text, if something still holds it.
+    fn shared(code: &str) -> Option<Program> {
+        let compiled = COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
+        let (code, (filter, bytes)) = compiled.as_ref()?.get_key_value(code)?;
+        Some(Program { code: code.clone(), filter: filter.upgrade()?, bytes: *bytes })
+    }
+
+    /// About how many bytes the compiled filter holds (shared by every program of the same
+    /// text), for the engine's bounded definition cache.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The longest jq program, in bytes.
@@ -344,7 +463,7 @@ impl Program {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        Ok(Program { code: code.into(), filter: Arc::new(filter) })
+        Ok(Program { code: code.into(), filter: Arc::new(filter), bytes: 0 })
     }
 
     pub fn code(&self) -> &str {
@@ -503,6 +622,17 @@ enum Part {
 }
 
 impl Template {
+    /// About how many bytes its compiled placeholders hold.
+    pub fn bytes(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.len(),
+                Part::Program(program) => program.bytes(),
+            })
+            .sum()
+    }
+
     /// The most placeholders a template may hold; each is a program compiled on its own.
     pub const MAX_PLACEHOLDERS: usize = 100;
 
@@ -735,8 +865,22 @@ mod tests {
     }
 
     #[test]
+    fn programs_that_build_huge_values_run_out_of_bytes() {
+        // Doubling a string 29 times reaches 512 MiB in a few dozen steps; the size budget
+        // stops it near its limit instead.
+        let budget = Budget { steps: 1_000_000, time: Duration::from_secs(60), bytes: 16 << 20 };
+        for code in [r#"reduce range(29) as $i ("x"; . + .)"#, "reduce range(24) as $i ([0]; . + .) | length"] {
+            let error = stopped(code, budget);
+            assert_eq!(error, "built values larger than its budget of 16 MiB", "{code}");
+        }
+        // Within the budget, the same kind of program runs.
+        let program = Program::compile(r#"reduce range(10) as $i ("x"; . + .) | length"#).expect("compiles");
+        assert_eq!(evaluate(&program.filter, &Value::Null, budget), Ok(vec![json!(1024)]));
+    }
+
+    #[test]
     fn endless_programs_run_out_of_steps() {
-        let budget = Budget { steps: 100_000, time: Duration::from_secs(60) };
+        let budget = Budget { steps: 100_000, time: Duration::from_secs(60), ..Budget::DEFAULT };
         for code in [
             "def f: f; f",
             "until(false; .)",
@@ -754,13 +898,13 @@ mod tests {
 
     #[test]
     fn endless_programs_run_out_of_time() {
-        let budget = Budget { steps: 5_000_000, time: Duration::from_millis(50) };
+        let budget = Budget { steps: 5_000_000, time: Duration::from_millis(50), ..Budget::DEFAULT };
         assert_eq!(stopped("def f: f; f", budget), "ran out of its time budget of 50 ms");
     }
 
     #[test]
     fn deep_recursion_is_stopped_not_a_crash() {
-        let budget = Budget { steps: 1_000_000, time: Duration::from_secs(120) };
+        let budget = Budget { steps: 1_000_000, time: Duration::from_secs(120), ..Budget::DEFAULT };
         for code in ["def f: 1 + f; f", "def f: [f]; f", "def f: f | f; f", "def f: (f | f), 1; [f]"] {
             assert_eq!(stopped(code, budget), "recursed too deeply (more than 32 MiB of stack)", "{code}");
         }
@@ -772,7 +916,7 @@ mod tests {
     fn deep_values_within_the_budget_do_not_overflow() {
         // 1.2 million steps build a value 400,000 levels deep; printing and dropping it recurse
         // as deep, below any metered step.
-        let budget = Budget { steps: 1_300_000, time: Duration::from_secs(120) };
+        let budget = Budget { steps: 1_300_000, time: Duration::from_secs(120), ..Budget::DEFAULT };
         let program = Program::compile("reduce range(400000) as $i (null; [.]) | tojson | length").expect("compiles");
         assert_eq!(evaluate(&program.filter, &Value::Null, budget), Ok(vec![json!(800_004)]));
         let error = stopped("[recurse([.])] | length", Budget { steps: 1_000_000, ..budget });

@@ -16,4 +16,9 @@ pub mod server;
 pub mod store;
 
 pub use config::Config;
+
+/// Counts bytes per thread so that jq evaluations can be held to a size budget (see
+/// [`jq::CountingAllocator`]).
+#[global_allocator]
+static ALLOCATOR: jq::CountingAllocator = jq::CountingAllocator;
 pub use server::serve;

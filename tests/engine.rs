@@ -288,6 +288,65 @@ async fn retries_back_off_then_fall_back_to_a_person() {
     assert_sound(&harness.history(id).await, true);
 }
 
+/// Regression (issue 15, item 2): the wake-up time a retry's backoff left behind was read by
+/// the sweeper as an AGENT deadline once the execution waited on its FAILURE intervention, which
+/// it then cancelled with a false "no model answered" and replaced. The sweeper must run past
+/// that old time here: probes whose AGENT deadline lies later are expired by it, one after the
+/// other, so a whole pass covering the old time has finished before the checks.
+#[tokio::test]
+async fn a_failure_intervention_after_backoff_outlives_the_sweeper() {
+    let harness = Harness::start_with(|config| config.lease = Duration::from_secs(1)).await;
+    let yaml = r#"package: stale
+version: 1.0.0
+roles:
+  - name: clerk
+playbooks:
+  - name: main
+    role: clerk
+    steps:
+      - name: fragile
+        kind: transform
+        program: 'error("the printer is on fire")'
+        on_failure: {retry: {max_attempts: 3, backoff_ms: 20}, then: human}
+  - name: probe
+    role: clerk
+    steps:
+      - name: think
+        kind: agent
+        prompt: Classify this
+        timeout_ms: 100
+        output_schema: {type: object}
+        on_failure: {then: fail}
+"#;
+    harness.deploy_yaml(yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "stale-v1", "main", json!({})).await;
+    let failure = harness.wait_intervention(id).await;
+    assert_eq!(failure.kind, InterventionKind::Failure);
+    for _ in 0..2 {
+        let probe = run(&harness, "stale-v1", "probe", json!({})).await;
+        harness.wait_status(probe, ExecutionStatus::Failed).await;
+    }
+    let pending = harness.pending(id).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].id, failure.id, "the FAILURE intervention was replaced");
+    let history = harness.history(id).await;
+    let failed: Vec<&Value> =
+        history.iter().filter(|event| event.event_type == EventType::StepFailed).map(|event| &event.payload).collect();
+    assert_eq!(failed.len(), 3, "three attempts and no invented timeout: {failed:?}");
+    assert!(failed.iter().all(|payload| payload["error"].as_str().unwrap_or_default().contains("on fire")));
+    let answered = harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond { intervention_id: failure.id, response: json!({"by": "hand"}), notes: None },
+        )
+        .await
+        .expect("the first FAILURE intervention is still the one to answer");
+    assert_eq!(answered.status, ExecutionStatus::Completed);
+    assert_sound(&harness.history(id).await, true);
+}
+
 #[tokio::test]
 async fn a_failure_without_fallback_fails_the_execution_and_can_be_reopened() {
     let harness = Harness::start().await;

@@ -98,6 +98,21 @@ enum Scenario {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Large packages: deploy a playbook of N distinct jq steps several times, run each
+    /// version, and check that memory stays bounded, a jq value bomb and an over-limit package
+    /// are refused with their reasons. Checks correctness; timings are informative.
+    LargePackages {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        /// Steps of the playbook (each its own jq program).
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        /// Versions deployed (each a little different, so each is compiled).
+        #[arg(long, default_value_t = 3)]
+        deploys: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// pbj on PostgreSQL with 1, 2 and 3 replicas, requests spread over them.
     Replicas {
         #[arg(long, default_value_t = 2000)]
@@ -640,6 +655,104 @@ async fn read(server: &Server, rate: u64, seconds: u64) -> anyhow::Result<Value>
     }))
 }
 
+/// A package with one playbook of `steps` transform steps; step `s<i>` adds one to the
+/// previous step's count, so the output is `{n: steps}`.
+fn large_package(steps: usize, version: usize) -> String {
+    let mut yaml = format!(
+        "package: large\nversion: 1.0.0\ndescription: version {version}\nplaybooks:\n  - name: main\n    steps:\n"
+    );
+    for step in 0..steps {
+        let previous = if step == 0 { "0".to_owned() } else { format!(".steps.s{}.n", step - 1) };
+        yaml.push_str(&format!(
+            "      - name: s{step}\n        kind: transform\n        program: '{{n: ({previous} + 1)}}'\n"
+        ));
+    }
+    yaml
+}
+
+async fn deploy_source(client: &reqwest::Client, base: &str, source: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .post(format!("{base}/graphql"))
+        .json(&json!({
+            "query": "mutation($source: String!) { deployRuntime(input: {environment: DEVELOPMENT, source: $source}) { id version } }",
+            "variables": {"source": source},
+        }))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+async fn run_to_end(client: &reqwest::Client, base: &str, runtime: &str, playbook: &str) -> anyhow::Result<Value> {
+    let started = graphql(
+        client,
+        base,
+        "mutation($runtime: String!, $playbook: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: $playbook, input: {}}) { id } }",
+        json!({"runtime": runtime, "playbook": playbook}),
+    )
+    .await?;
+    let id = started["executePlaybook"]["id"].as_str().context("id")?.to_owned();
+    settle(client, base, &id).await?;
+    let body =
+        graphql(client, base, "query($id: ID!) { execution(id: $id) { status output error } }", json!({"id": id}))
+            .await?;
+    Ok(body["execution"].clone())
+}
+
+async fn large_packages(server: &Server, steps: usize, deploys: usize) -> anyhow::Result<Value> {
+    let client = reqwest::Client::new();
+    let baseline_rss_kb = server.rss_kb();
+    let mut after_deploy_rss_kb = Vec::new();
+    let mut deploy_ms = Vec::new();
+    for version in 0..deploys {
+        let began = Instant::now();
+        let body = deploy_source(&client, &server.base, &large_package(steps, version)).await?;
+        if body.get("errors").is_some() {
+            bail!("deploying {steps} steps failed: {body}");
+        }
+        deploy_ms.push(began.elapsed().as_millis() as u64);
+        after_deploy_rss_kb.push(server.rss_kb());
+    }
+    // Run the latest version twice.
+    let mut run_ms = Vec::new();
+    for _ in 0..2 {
+        let began = Instant::now();
+        let execution = run_to_end(&client, &server.base, "large-v1", "main").await?;
+        if execution["status"] != "COMPLETED" || execution["output"] != json!({"n": steps}) {
+            bail!("the {steps}-step playbook ended {execution}");
+        }
+        run_ms.push(began.elapsed().as_millis() as u64);
+    }
+    // A jq program that doubles a string 29 times fails on its size budget, not the server.
+    let bomb = "package: bomb\nversion: 1.0.0\nplaybooks:\n  - name: main\n    steps:\n      - name: grow\n        kind: transform\n        program: 'reduce range(29) as $i (\"x\"; . + .)'\n";
+    let body = deploy_source(&client, &server.base, bomb).await?;
+    if body.get("errors").is_some() {
+        bail!("deploying the bomb failed: {body}");
+    }
+    let bombed = run_to_end(&client, &server.base, "bomb-v1", "main").await?;
+    let bomb_error = bombed["error"].as_str().unwrap_or_default().to_owned();
+    if bombed["status"] != "FAILED" || !bomb_error.contains("built values larger than") {
+        bail!("the value bomb ended {bombed}");
+    }
+    // One step over the default limit of steps per playbook is refused at deploy.
+    let body = deploy_source(&client, &server.base, &large_package(1001, 0).replace("package: large", "package: huge"))
+        .await?;
+    let refusal = body["errors"].to_string();
+    if !refusal.contains("has 1001 steps") {
+        bail!("an over-limit package was not refused: {body}");
+    }
+    Ok(json!({
+        "server_baseline_rss_kb": baseline_rss_kb,
+        "server_rss_after_each_deploy_kb": after_deploy_rss_kb,
+        "server_rss_kb": server.rss_kb(),
+        "server_peak_rss_kb": server.peak_rss_kb(),
+        "deploy_ms": deploy_ms,
+        "run_ms": run_ms,
+        "value_bomb": bomb_error,
+        "over_limit_refused": true,
+    }))
+}
+
 fn postgres_url(given: Option<String>) -> String {
     given
         .or_else(|| std::env::var("ORGATA_BENCH_DATABASE_URL").ok())
@@ -693,6 +806,15 @@ async fn main() -> anyhow::Result<()> {
             let server = database.start(&orgata).await?;
             let figures = read(&server, rate, seconds).await?;
             report(json!({"scenario": "read", "store": store.name(), "rate": rate, "seconds": seconds}), figures);
+        }
+        Scenario::LargePackages { store, steps, deploys, database_url } => {
+            let database = Database::new(store, database_url)?;
+            let server = database.start(&orgata).await?;
+            let figures = large_packages(&server, steps, deploys).await?;
+            report(
+                json!({"scenario": "large-packages", "store": store.name(), "steps": steps, "deploys": deploys}),
+                figures,
+            );
         }
         Scenario::Replicas { executions, concurrency, replicas, database_url } => {
             let url = postgres_url(database_url);

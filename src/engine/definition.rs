@@ -22,6 +22,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Definition {
     pub runtime: Runtime,
     pub playbooks: HashMap<String, Arc<CompiledPlaybook>>,
+    /// About how many bytes it holds in memory (see [`Definition::approximate_bytes`]).
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -82,6 +84,39 @@ impl CompiledPlaybook {
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|step| step.name == name)
     }
+}
+
+/// What a JSON value costs in memory, parsed or compiled, per byte of its JSON text.
+const JSON_FACTOR: usize = 8;
+
+fn json_bytes(value: Option<&Value>) -> usize {
+    value.map_or(0, |value| value.to_string().len() * JSON_FACTOR)
+}
+
+fn approximate_bytes(runtime: &Runtime, playbooks: &HashMap<String, Arc<CompiledPlaybook>>) -> usize {
+    let package = serde_json::to_string(&runtime.package).map_or(0, |text| text.len() * JSON_FACTOR);
+    let programs: usize = playbooks
+        .values()
+        .map(|playbook| {
+            playbook.output.as_ref().map_or(0, Program::bytes)
+                + json_bytes(playbook.input_schema.as_ref())
+                + playbook
+                    .steps
+                    .iter()
+                    .map(|step| {
+                        [&step.program, &step.when, &step.input]
+                            .into_iter()
+                            .flatten()
+                            .map(Program::bytes)
+                            .sum::<usize>()
+                            + step.prompt.as_ref().map_or(0, Template::bytes)
+                            + 2 * json_bytes(step.output_schema.as_ref())
+                            + std::mem::size_of::<CompiledStep>()
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    package + programs
 }
 
 fn compile_schema(value: Option<&Value>) -> Result<Option<Validator>> {
@@ -147,7 +182,15 @@ impl Definition {
                 }),
             );
         }
-        Ok(Definition { runtime, playbooks })
+        let bytes = approximate_bytes(&runtime, &playbooks);
+        Ok(Definition { runtime, playbooks, bytes })
+    }
+
+    /// About how many bytes the definition holds: its compiled programs as measured when they
+    /// were compiled, plus its package and schemas by their JSON size (times a factor for the
+    /// parsed and compiled forms). An estimate for the cache's bound, not an exact figure.
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn playbook(&self, name: &str) -> Result<&Arc<CompiledPlaybook>> {

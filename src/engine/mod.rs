@@ -7,6 +7,7 @@
 pub mod access;
 pub mod agent;
 pub mod auth;
+mod cache;
 pub mod definition;
 pub mod error;
 mod events;
@@ -20,10 +21,11 @@ pub mod webhook;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr};
 use serde_json::Value;
@@ -62,7 +64,20 @@ pub struct EngineConfig {
     pub webhook_allow: HashMap<Environment, Vec<String>>,
     /// JWT verification, if bearer JWTs are accepted.
     pub jwt: Option<auth::JwtConfig>,
+    /// What one package may hold, and how deep playbooks may nest (checked at deploy over
+    /// the call graph, and when a child execution starts).
+    pub limits: package::Limits,
+    /// The largest step output stored (a webhook's reply included), in bytes of JSON; a
+    /// larger one fails its step.
+    pub max_output_bytes: usize,
+    /// About how many bytes of compiled definitions stay in memory; the least recently used
+    /// runtime versions are dropped beyond it (and compiled again when next needed).
+    pub definition_cache_bytes: usize,
 }
+
+/// How many times working one execution may fail inside the engine (not in its steps) before
+/// it is failed as poison rather than retried.
+pub const POISON_ATTEMPTS: u32 = 3;
 
 /// An OpenAI-compatible chat-completions endpoint.
 #[derive(Debug, Clone)]
@@ -89,6 +104,9 @@ impl EngineConfig {
                 (Environment::Simulation, loopback),
             ]),
             jwt: None,
+            limits: package::Limits::DEFAULT,
+            max_output_bytes: 4 * 1024 * 1024,
+            definition_cache_bytes: 256 * 1024 * 1024,
         }
     }
 
@@ -161,13 +179,15 @@ pub(crate) struct Inner {
     pub(crate) replica_id: String,
     pub(crate) http: reqwest::Client,
     pub(crate) model: Option<Arc<dyn Model>>,
-    definitions: RwLock<HashMap<(String, i32), Arc<Definition>>>,
+    definitions: cache::DefinitionCache,
     events: broadcast::Sender<Arc<Event>>,
     /// Per-execution channels, for subscribers of one execution (see `events::Hub`).
     watchers: events::Hub,
     queue: mpsc::UnboundedSender<String>,
     /// Executions a worker of this process holds, and whether they were woken again since.
     active: Mutex<HashMap<String, bool>>,
+    /// Consecutive engine failures per execution (see [`Inner::poisoned`]).
+    failures: Mutex<HashMap<String, u32>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -210,11 +230,12 @@ impl Engine {
             replica_id: format!("replica-{}", uuid::Uuid::now_v7()),
             http,
             model,
-            definitions: RwLock::new(HashMap::new()),
+            definitions: cache::DefinitionCache::new(config.definition_cache_bytes),
             events,
             watchers: events::Hub::default(),
             queue,
             active: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             config,
         });
@@ -279,6 +300,10 @@ impl Engine {
     /// document as the latest version is that version (deploying is idempotent).
     pub async fn deploy(&self, principal: &Principal, request: DeployRequest) -> Result<Runtime> {
         let package = package::validate(&request.package).map_err(|problems| Error::InvalidPackage { problems })?;
+        let problems = package::limits::check(&request.package, &package, &self.inner.config.limits);
+        if !problems.is_empty() {
+            return Err(Error::InvalidPackage { problems });
+        }
         let runtime_id = match request.runtime_id {
             Some(id) => id,
             None => format!("{}-v{}", package.package, package.version.split('.').next().unwrap_or("0")),
@@ -750,6 +775,26 @@ fn readable(principal: &Principal, resource: Resource, only: Option<Environment>
         .collect()
 }
 
+/// Why working an execution failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WorkFailure {
+    #[error("{0}")]
+    Engine(String),
+    #[error("database error: {0}")]
+    Store(String),
+    #[error("processing it panicked: {0}")]
+    Panic(String),
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 fn check_slug(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.len() <= 63
@@ -805,14 +850,26 @@ impl Inner {
 
     async fn work(self: &Arc<Self>, id: &str) {
         loop {
-            if let Err(error) = worker::drive(self, id).await {
-                tracing::error!(execution_id = id, %error, "working an execution failed; it will be retried");
+            // A panic while working one execution must not take a worker (or the process) with
+            // it: it is caught here and the execution failed as poison.
+            let driven = std::panic::AssertUnwindSafe(worker::drive(self, id)).catch_unwind().await;
+            let failure = match driven {
+                Ok(Ok(())) => None,
+                Ok(Err(Error::Store(error))) => Some(WorkFailure::Store(error.to_string())),
+                Ok(Err(error)) => Some(WorkFailure::Engine(error.to_string())),
+                Err(panic) => Some(WorkFailure::Panic(panic_message(&panic))),
+            };
+            if let Some(failure) = failure {
+                self.poisoned(id, failure).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let Ok(mut active) = self.active.lock() else { return };
                 active.remove(id);
                 drop(active);
                 // The sweeper picks it up again once its lease lapses.
                 return;
+            }
+            if let Ok(mut failures) = self.failures.lock() {
+                failures.remove(id);
             }
             let Ok(mut active) = self.active.lock() else { return };
             match active.get_mut(id) {
@@ -825,10 +882,45 @@ impl Inner {
         }
     }
 
-    fn cache(&self, definition: Arc<Definition>) {
-        if let Ok(mut definitions) = self.definitions.write() {
-            definitions.insert((definition.runtime.id.clone(), definition.runtime.version), definition);
+    /// Working execution `id` failed inside the engine. Stored data must never make the
+    /// server loop or crash (see ARCHITECTURE.md): after [`POISON_ATTEMPTS`] failures in a row
+    /// (at once for a panic; twice as many for database errors, so that a brief outage does
+    /// not fail work that would have gone through) the execution is failed with the reason,
+    /// and logged.
+    pub(crate) async fn poisoned(self: &Arc<Self>, id: &str, failure: WorkFailure) {
+        let failures = {
+            let Ok(mut failures) = self.failures.lock() else { return };
+            let count = failures.entry(id.to_owned()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let allowed = match failure {
+            WorkFailure::Panic(_) => 1,
+            WorkFailure::Engine(_) => POISON_ATTEMPTS,
+            WorkFailure::Store(_) => 2 * POISON_ATTEMPTS,
+        };
+        let error = failure.to_string();
+        if failures < allowed {
+            tracing::error!(execution_id = id, %error, attempt = failures, "working an execution failed; it will be retried");
+            return;
         }
+        tracing::error!(
+            execution_id = id, %error, attempts = failures,
+            "working an execution keeps failing; failing it as poison instead of retrying it forever"
+        );
+        let reason = format!("the engine could not process this execution ({failures} attempt(s)): {error}");
+        match worker::fail_poisoned(self, id, &reason).await {
+            Ok(()) => {
+                if let Ok(mut failures) = self.failures.lock() {
+                    failures.remove(id);
+                }
+            }
+            Err(failed) => tracing::error!(execution_id = id, error = %failed, "failing a poison execution failed"),
+        }
+    }
+
+    fn cache(&self, definition: Arc<Definition>) {
+        self.definitions.insert(definition);
     }
 
     /// A compiled runtime version, from the cache or compiled once from the database.
@@ -838,10 +930,9 @@ impl Inner {
 
     async fn runtime_definition(&self, id: &str, version: Option<i32>) -> Result<Arc<Definition>> {
         if let Some(version) = version
-            && let Ok(definitions) = self.definitions.read()
-            && let Some(definition) = definitions.get(&(id.to_owned(), version))
+            && let Some(definition) = self.definitions.get(id, version)
         {
-            return Ok(definition.clone());
+            return Ok(definition);
         }
         let mut query = runtime::Entity::find().filter(runtime::Column::Id.eq(id));
         if let Some(version) = version {
@@ -852,10 +943,8 @@ impl Inner {
             .one(self.store.connection())
             .await?
             .ok_or_else(|| Error::RuntimeNotFound(id.to_owned()))?;
-        if let Ok(definitions) = self.definitions.read()
-            && let Some(definition) = definitions.get(&(row.id.clone(), row.version))
-        {
-            return Ok(definition.clone());
+        if let Some(definition) = self.definitions.get(&row.id, row.version) {
+            return Ok(definition);
         }
         let definition = Arc::new(Definition::compile(records::runtime(row)?)?);
         self.cache(definition.clone());

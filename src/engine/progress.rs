@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use serde_json::{Map, Value, json};
 
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
@@ -63,6 +63,9 @@ fn steps_mut(row: &mut Row) -> &mut Map<String, Value> {
 async fn record_started(tx: &mut Tx, row: &mut Row, step: &CompiledStep) -> Result<()> {
     if !row.step_started {
         row.step_started = true;
+        // The attempt begins: a retry's wait is over, and `wake_at` must not outlive it (the
+        // sweeper reads it as an AGENT deadline once the execution waits; see `expire`).
+        row.wake_at = None;
         let payload = json!({"stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str()});
         tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
     }
@@ -114,7 +117,7 @@ async fn advance(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, seq: i
     let next = playbook.steps.get(row.current_step_index as usize).map(|step| step.name.as_str());
     tx.checkpoint(row, seq, next).await?;
     if row.current_step_index as usize >= playbook.steps.len() {
-        Box::pin(finish(tx, row, playbook)).await
+        finish(tx, row, playbook).await
     } else {
         set_status(row, ExecutionStatus::Running);
         tx.wake(&row.id);
@@ -143,14 +146,9 @@ pub(crate) async fn finish(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybo
             row.output = Some(output.clone());
             row.error = None;
             set_status(row, ExecutionStatus::Completed);
-            tx.record(row, EventType::ExecutionCompleted, Principal::SYSTEM, None, json!({"output": output})).await?;
-            if let Some(parent) = waiting_parent(tx, row).await? {
-                let (mut parent, parent_playbook) = parent;
-                let step_index = parent.current_step_index as usize;
-                let step = &parent_playbook.steps[step_index];
-                complete_step(tx, &mut parent, &parent_playbook, step, output, Principal::SYSTEM).await?;
-                tx.save(parent).await?;
-            }
+            tx.record(row, EventType::ExecutionCompleted, Principal::SYSTEM, None, json!({"output": output.clone()}))
+                .await?;
+            tx.report_to_parent(row, ChildOutcome::Completed(output));
             Ok(())
         }
     }
@@ -161,13 +159,63 @@ fn last_output(row: &Row, playbook: &CompiledPlaybook) -> Value {
     playbook.steps.iter().rev().find_map(|step| row.steps.get(&step.name).cloned()).unwrap_or(Value::Null)
 }
 
-/// The parent execution, locked, if it is still waiting on this child.
-async fn waiting_parent(tx: &mut Tx, child: &Row) -> Result<Option<(Row, Arc<CompiledPlaybook>)>> {
-    let (Some(parent_id), Some(step_index), Some(epoch)) =
-        (&child.parent_id, child.parent_step_index, child.parent_epoch)
-    else {
-        return Ok(None);
+/// What a finished child tells the parent that waits on it.
+#[derive(Debug)]
+pub(crate) enum ChildOutcome {
+    Completed(Value),
+    /// Failed or aborted: the message the parent's step fails with.
+    Failed(String),
+}
+
+/// A child's outcome on its way to the parent's step it ran for. Reports are queued in the
+/// transaction and delivered by [`Tx`]'s settle loop rather than by the child's own call
+/// stack: a chain of nested playbooks finishing at once is then a loop, never a recursion as
+/// deep as the chain (which overflowed a worker's stack and aborted the process).
+#[derive(Debug)]
+pub(crate) struct ChildReport {
+    pub child_id: String,
+    pub parent_id: String,
+    pub parent_step_index: i32,
+    pub parent_epoch: i64,
+    pub outcome: ChildOutcome,
+}
+
+impl ChildReport {
+    pub(crate) fn of(child: &Row, outcome: ChildOutcome) -> Option<ChildReport> {
+        Some(ChildReport {
+            child_id: child.id.clone(),
+            parent_id: child.parent_id.clone()?,
+            parent_step_index: child.parent_step_index?,
+            parent_epoch: child.parent_epoch?,
+            outcome,
+        })
+    }
+}
+
+/// Delivers a child's outcome: the parent's step completes or fails, if the parent still
+/// waits on this child (same epoch and step, not finished); otherwise it is dropped.
+pub(crate) async fn deliver(tx: &mut Tx, report: ChildReport) -> Result<()> {
+    let Some((mut parent, playbook)) = waiting_parent(tx, &report).await? else { return Ok(()) };
+    let Some(step) = playbook.steps.get(parent.current_step_index as usize) else {
+        return Err(Error::Internal(format!(
+            "execution {} waits on child {} at step {}, which its playbook lacks",
+            parent.id, report.child_id, parent.current_step_index
+        )));
     };
+    match report.outcome {
+        ChildOutcome::Completed(output) => {
+            complete_step(tx, &mut parent, &playbook, step, output, Principal::SYSTEM).await?;
+        }
+        ChildOutcome::Failed(message) => {
+            fail_step(tx, &mut parent, &playbook, step, &message, Principal::SYSTEM).await?
+        }
+    }
+    tx.save(parent).await
+}
+
+/// The parent execution, locked, if it is still waiting on this child.
+async fn waiting_parent(tx: &mut Tx, report: &ChildReport) -> Result<Option<(Row, Arc<CompiledPlaybook>)>> {
+    let (parent_id, step_index, epoch) = (&report.parent_id, report.parent_step_index, report.parent_epoch);
     let parent = tx.lock_row(parent_id).await?;
     let parent_status = status(&parent)?;
     let waiting = parent.epoch == epoch && parent.current_step_index == step_index && !parent_status.is_finished();
@@ -230,13 +278,10 @@ pub(crate) async fn fail_execution(tx: &mut Tx, row: &mut Row, error: &str, acto
     fail_parent_step(tx, row, &format!("child execution {} failed: {error}", row.id)).await
 }
 
-/// A child that failed or was aborted fails its parent's step, if the parent still waits on it.
+/// A child that failed or was aborted fails its parent's step, if the parent still waits on it
+/// (delivered when the transaction settles; see [`ChildReport`]).
 pub(crate) async fn fail_parent_step(tx: &mut Tx, child: &Row, message: &str) -> Result<()> {
-    if let Some((mut parent, playbook)) = waiting_parent(tx, child).await? {
-        let step = &playbook.steps[parent.current_step_index as usize];
-        Box::pin(fail_step(tx, &mut parent, &playbook, step, message, Principal::SYSTEM)).await?;
-        tx.save(parent).await?;
-    }
+    tx.report_to_parent(child, ChildOutcome::Failed(message.to_owned()));
     Ok(())
 }
 
@@ -294,10 +339,11 @@ pub(crate) async fn request_intervention(
     });
     tx.record(row, EventType::InterventionRequested, Principal::SYSTEM, Some(&step.name), payload).await?;
     set_status(row, ExecutionStatus::Waiting);
-    if kind == InterventionKind::Agent && step.timeout_explicit {
-        // Nobody may answer: the sweeper fails the step once this passes (see `expire`).
-        row.wake_at = Some(tx.now + chrono::Duration::from_std(step.timeout).unwrap_or_default());
-    }
+    // A WAITING execution's `wake_at` is only ever its AGENT intervention's deadline: the
+    // sweeper fails the step once it passes (see `expire`). Anything else is cleared here, so
+    // that no earlier wake-up (a retry's backoff) is mistaken for one.
+    row.wake_at = (kind == InterventionKind::Agent && step.timeout_explicit)
+        .then(|| tx.now + chrono::Duration::from_std(step.timeout).unwrap_or_default());
     Ok(())
 }
 
@@ -393,7 +439,30 @@ pub(crate) async fn start_child(
     });
     tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
     set_status(row, ExecutionStatus::Waiting);
+    // Waiting on a child has no deadline (see `request_intervention`).
+    row.wake_at = None;
     Ok(())
+}
+
+/// How many ancestors execution `row` has, counted up to `limit` (enough to refuse a deeper
+/// child): a loop over `parent_id`, one primary-key read per level.
+pub(crate) async fn nesting_depth(tx: &Tx, row: &Row, limit: usize) -> Result<usize> {
+    let mut depth = 0;
+    let mut parent = row.parent_id.clone();
+    while let Some(id) = parent {
+        depth += 1;
+        if depth >= limit {
+            break;
+        }
+        parent = execution::Entity::find_by_id(id)
+            .select_only()
+            .column(execution::Column::ParentId)
+            .into_tuple::<Option<String>>()
+            .one(tx.db())
+            .await?
+            .flatten();
+    }
+    Ok(depth)
 }
 
 /// Leaves the current position: pending interventions are cancelled, running children
@@ -405,30 +474,48 @@ pub(crate) async fn leave_position(tx: &mut Tx, row: &mut Row, actor: &str) -> R
     Ok(())
 }
 
-/// Aborts every unfinished child of `parent_id`, and theirs.
+/// Aborts every unfinished descendant of `parent_id`, generation by generation: a work list,
+/// not a recursion, so however deep the nesting the stack stays flat.
 pub(crate) async fn abort_children(tx: &mut Tx, parent_id: &str, reason: &str, actor: &str) -> Result<()> {
-    let children = execution::Entity::find()
-        .filter(execution::Column::ParentId.eq(parent_id))
-        .filter(
-            execution::Column::Status.is_in(
-                [ExecutionStatus::Running, ExecutionStatus::Waiting, ExecutionStatus::Paused, ExecutionStatus::Failed]
+    let mut parents = vec![parent_id.to_owned()];
+    while let Some(parent_id) = parents.pop() {
+        let children: Vec<String> = execution::Entity::find()
+            .select_only()
+            .column(execution::Column::Id)
+            .filter(execution::Column::ParentId.eq(parent_id))
+            .filter(
+                execution::Column::Status.is_in(
+                    [
+                        ExecutionStatus::Running,
+                        ExecutionStatus::Waiting,
+                        ExecutionStatus::Paused,
+                        ExecutionStatus::Failed,
+                    ]
                     .map(ExecutionStatus::as_str),
-            ),
-        )
-        .all(tx.db())
-        .await?;
-    for child in children {
-        let mut child = tx.lock_row(&child.id).await?;
-        abort(tx, &mut child, reason, actor).await?;
-        tx.save(child).await?;
+                ),
+            )
+            .into_tuple()
+            .all(tx.db())
+            .await?;
+        for child in children {
+            let mut row = tx.lock_row(&child).await?;
+            abort_one(tx, &mut row, reason, actor).await?;
+            tx.save(row).await?;
+            parents.push(child);
+        }
     }
     Ok(())
 }
 
-/// Aborts an execution and its children.
+/// Aborts an execution and its descendants.
 pub(crate) async fn abort(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {
+    abort_children(tx, &row.id.clone(), reason, actor).await?;
+    abort_one(tx, row, reason, actor).await
+}
+
+/// Aborts one execution, leaving its children to the caller.
+async fn abort_one(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {
     tx.cancel_interventions(&row.id).await?;
-    Box::pin(abort_children(tx, &row.id.clone(), reason, actor)).await?;
     row.epoch += 1;
     row.error = Some(format!("aborted: {reason}"));
     set_status(row, ExecutionStatus::Aborted);
@@ -451,7 +538,9 @@ pub(crate) async fn expire(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybo
         return Ok(false);
     }
     let Some(step) = playbook.steps.get(row.current_step_index as usize) else { return Ok(false) };
-    if tx.cancel_interventions(&row.id).await? == 0 {
+    // Only an AGENT intervention expires; a person's intervention (TASK, FAILURE, CHECKPOINT)
+    // waits however long it takes, whatever `wake_at` says.
+    if tx.cancel_agent_interventions(&row.id).await? == 0 {
         row.wake_at = None;
         return Ok(true);
     }

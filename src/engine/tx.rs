@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use crate::engine::Inner;
 use crate::engine::error::{Error, Result};
 use crate::engine::records;
-use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionStatus};
+use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
 use crate::store::Write;
 use crate::store::entity::{checkpoint, event, execution, intervention};
 
@@ -36,6 +36,8 @@ pub(crate) struct Tx {
     pending_events: Vec<event::Model>,
     pending_checkpoints: Vec<checkpoint::Model>,
     wake: Vec<String>,
+    /// Finished children's outcomes for their parents, delivered as the transaction settles.
+    reports: Vec<crate::engine::progress::ChildReport>,
 }
 
 impl Tx {
@@ -48,6 +50,7 @@ impl Tx {
             pending_events: Vec::new(),
             pending_checkpoints: Vec::new(),
             wake: Vec::new(),
+            reports: Vec::new(),
         })
     }
 
@@ -173,11 +176,32 @@ impl Tx {
         Ok(result.rows_affected)
     }
 
+    /// Cancels the execution's pending AGENT interventions (the ones that expire).
+    pub(crate) async fn cancel_agent_interventions(&mut self, execution_id: &str) -> Result<u64> {
+        let result = intervention::Entity::update_many()
+            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
+            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
+            .filter(intervention::Column::ExecutionId.eq(execution_id))
+            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
+            .filter(intervention::Column::Kind.eq(InterventionKind::Agent.as_str()))
+            .exec(self.db())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
     /// Asks for this execution to be moved on before the transaction commits: its steps that
     /// need nothing outside the database run inline (see `worker::advance_inline`); a worker
     /// takes the rest once the transaction has committed.
     pub(crate) fn wake(&mut self, id: &str) {
         self.wake.push(id.to_owned());
+    }
+
+    /// Queues a finished child's outcome for the parent waiting on it (if it has one); the
+    /// settle loop delivers it before the transaction commits.
+    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: crate::engine::progress::ChildOutcome) {
+        if let Some(report) = crate::engine::progress::ChildReport::of(child, outcome) {
+            self.reports.push(report);
+        }
     }
 
     pub(crate) fn unwake(&mut self, id: &str) {
@@ -233,12 +257,26 @@ impl Tx {
     }
 
     /// Runs the inline steps of every woken execution (and of those they wake: a child, its
-    /// parent), within one budget; leaves in `wake` only what needs a worker.
+    /// parent), within one budget, and delivers finished children's outcomes to their parents;
+    /// leaves in `wake` only what needs a worker. A work list: nothing here recurses, however
+    /// deep executions nest.
     async fn settle(&mut self) -> Result<Vec<(String, Row)>> {
         let mut budget = crate::engine::worker::INLINE_STEPS;
         let mut for_workers: Vec<String> = Vec::new();
         let mut moved: HashMap<String, Row> = HashMap::new();
-        while let Some(id) = self.wake.pop() {
+        loop {
+            // Reports first: a parent's row must be current before it is advanced again.
+            if let Some(report) = self.reports.pop() {
+                let parent_id = report.parent_id.clone();
+                crate::engine::progress::deliver(self, report).await?;
+                // The caller's copy of the parent (if it read one) is stale now.
+                moved.remove(&parent_id);
+                if let Some(row) = execution::Entity::find_by_id(parent_id.clone()).one(self.db()).await? {
+                    moved.insert(parent_id, row);
+                }
+                continue;
+            }
+            let Some(id) = self.wake.pop() else { break };
             if for_workers.contains(&id) {
                 continue;
             }

@@ -40,6 +40,7 @@ pub async fn call(
     body: &Value,
     idempotency_key: &str,
     timeout: Duration,
+    max_bytes: usize,
 ) -> Result<Value, String> {
     let response = client
         .post(url)
@@ -53,10 +54,23 @@ pub async fn call(
     if !status.is_success() {
         return Err(format!("the webhook answered HTTP {status}"));
     }
-    let bytes = response
-        .bytes()
+    // Read in chunks and stop at the cap: a reply is never held whole beyond it.
+    let too_large = || format!("the webhook's reply is larger than {max_bytes} bytes (--max-output-bytes)");
+    if response.content_length().is_some_and(|length| length > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut response = response;
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|error| format!("the webhook's reply could not be read: {}", without_url(&error)))?;
+        .map_err(|error| format!("the webhook's reply could not be read: {}", without_url(&error)))?
+    {
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if bytes.is_empty() {
         return Ok(Value::Null);
     }

@@ -11,15 +11,15 @@ use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Value, json};
 
-use crate::engine::Inner;
 use crate::engine::agent::AgentRequest;
 use crate::engine::definition::{CompiledPlaybook, CompiledStep, Definition};
-use crate::engine::error::Result;
+use crate::engine::error::{Error, Result};
 use crate::engine::progress::{self, complete_step, fail_step, request_intervention, skip_step, start_child};
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
-use crate::engine::types::{Environment, ExecutionStatus, InterventionKind, Mode, Principal};
+use crate::engine::types::{Environment, EventType, ExecutionStatus, InterventionKind, Mode, Principal};
 use crate::engine::webhook;
+use crate::engine::{Inner, WorkFailure};
 use crate::package::StepKind;
 use crate::schema;
 use crate::store::entity::execution;
@@ -151,7 +151,7 @@ async fn apply(
     step: &CompiledStep,
     outcome: Outcome,
 ) -> Result<()> {
-    match checked(step, outcome) {
+    match checked(step, outcome, tx.engine.config.max_output_bytes) {
         Outcome::Output(output) => complete_step(tx, row, playbook, step, output, Principal::SYSTEM).await,
         Outcome::Skipped(reason) => skip_step(tx, row, playbook, step, None, &reason, Principal::SYSTEM).await,
         Outcome::Failed(error) => fail_step(tx, row, playbook, step, &error, Principal::SYSTEM).await,
@@ -163,6 +163,19 @@ async fn apply(
             request_intervention(tx, row, playbook, step, kind, prompt, form).await
         }
         Outcome::Child(input) => {
+            // The deploy-time check bounds new runtimes; this one also holds for versions
+            // deployed before it or under a larger limit.
+            let limit = tx.engine.config.limits.nesting_depth;
+            let depth = progress::nesting_depth(tx, row, limit).await?;
+            if depth >= limit {
+                let error = format!(
+                    "starting playbook `{}` would nest executions {} deep; playbooks may nest at most {limit} deep \
+                     (--max-nesting-depth)",
+                    step.playbook.as_deref().unwrap_or_default(),
+                    depth + 1
+                );
+                return fail_step(tx, row, playbook, step, &error, Principal::SYSTEM).await;
+            }
             let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
             start_child(tx, row, step, &child, input).await
         }
@@ -170,8 +183,18 @@ async fn apply(
     }
 }
 
-/// An output that does not fit the step's output schema fails the step.
-fn checked(step: &CompiledStep, outcome: Outcome) -> Outcome {
+/// An output larger than `--max-output-bytes`, or that does not fit the step's output schema,
+/// fails the step: it is never stored.
+fn checked(step: &CompiledStep, outcome: Outcome, max_bytes: usize) -> Outcome {
+    if let Outcome::Output(output) = &outcome {
+        let size = json_size(output, max_bytes);
+        if size > max_bytes {
+            return Outcome::Failed(format!(
+                "the step's output is larger than {max_bytes} bytes of JSON (--max-output-bytes); \
+                 it was not stored"
+            ));
+        }
+    }
     match (outcome, &step.output_validator) {
         (Outcome::Output(output), Some(validator)) => match schema::validate(validator, &output) {
             Ok(()) => Outcome::Output(output),
@@ -256,6 +279,30 @@ fn prepare(engine: &Inner, definition: &Definition, step: &CompiledStep, row: &R
     Ok(Prepared::Ready(outcome))
 }
 
+/// The length of `value` as JSON, counted without building the text, up to just past `limit`.
+pub(crate) fn json_size(value: &Value, limit: usize) -> usize {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.written += bytes.len();
+            if self.written > self.limit {
+                // Stops the serialiser: the size is known to be over the limit.
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { written: 0, limit };
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.written
+}
+
 fn renew(engine: &Inner, row: &mut Row) {
     if row.status == ExecutionStatus::Running.as_str() {
         row.lease_owner = Some(engine.replica_id.clone());
@@ -306,7 +353,9 @@ async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Cal
         (StepKind::Webhook, _) => {
             let url = step.url.as_deref().unwrap_or_default();
             let key = format!("{}:{}:{}", row.id, step.name, row.attempt);
-            match webhook::call(&engine.http, url, &call.input, &key, step.timeout).await {
+            match webhook::call(&engine.http, url, &call.input, &key, step.timeout, engine.config.max_output_bytes)
+                .await
+            {
                 Ok(output) => Outcome::Output(output),
                 Err(error) => Outcome::Failed(error),
             }
@@ -429,20 +478,87 @@ pub(crate) async fn expire(engine: &Arc<Inner>, limit: u64) -> Result<()> {
         .all(engine.store.connection())
         .await?;
     for id in ids {
-        let (mut tx, mut row) = Tx::lock(engine, &id).await?;
-        let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
-        let playbook = definition.playbook(&row.playbook)?.clone();
-        match progress::expire(&mut tx, &mut row, &playbook).await {
-            Ok(true) => {
-                tx.save(row).await?;
-                tx.commit().await?;
-            }
-            Ok(false) => tx.abandon().await,
-            Err(error) => {
-                tx.abandon().await;
-                return Err(error);
-            }
+        // One execution that cannot be expired must not hold up the others: it is retried on
+        // the next pass, and failed as poison if it keeps failing.
+        if let Err(error) = expire_one(engine, &id).await {
+            let failure = match error {
+                Error::Store(error) => WorkFailure::Store(error.to_string()),
+                error => WorkFailure::Engine(error.to_string()),
+            };
+            engine.poisoned(&id, failure).await;
         }
     }
     Ok(())
+}
+
+async fn expire_one(engine: &Arc<Inner>, id: &str) -> Result<()> {
+    let (mut tx, mut row) = Tx::lock(engine, id).await?;
+    let expired = async {
+        let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
+        let playbook = definition.playbook(&row.playbook)?.clone();
+        progress::expire(&mut tx, &mut row, &playbook).await
+    }
+    .await;
+    match expired {
+        Ok(true) => {
+            tx.save(row).await?;
+            tx.commit().await
+        }
+        Ok(false) => {
+            tx.abandon().await;
+            Ok(())
+        }
+        Err(error) => {
+            tx.abandon().await;
+            Err(error)
+        }
+    }
+}
+
+/// Fails a poison execution (see `Inner::poisoned`): through the usual path, so that a parent
+/// waiting on it sees its step fail; if even that fails, the execution alone is marked
+/// FAILED with its reason, so that nothing picks it up again.
+pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -> Result<()> {
+    let (mut tx, mut row) = Tx::lock(engine, id).await?;
+    if progress::status(&row)?.is_finished() {
+        tx.abandon().await;
+        return Ok(());
+    }
+    row.epoch += 1;
+    let failed = progress::fail_execution(&mut tx, &mut row, reason, Principal::SYSTEM).await;
+    let committed = match failed {
+        Ok(()) => match tx.save(row).await {
+            Ok(()) => tx.commit().await,
+            Err(error) => {
+                tx.abandon().await;
+                Err(error)
+            }
+        },
+        Err(error) => {
+            tx.abandon().await;
+            Err(error)
+        }
+    };
+    let Err(error) = committed else { return Ok(()) };
+    tracing::error!(execution_id = id, %error, "failing a poison execution with its parent failed; failing it alone");
+    let (mut tx, mut row) = Tx::lock(engine, id).await?;
+    row.epoch += 1;
+    row.error = Some(reason.to_owned());
+    progress::set_status(&mut row, ExecutionStatus::Failed);
+    let alone = async {
+        tx.cancel_interventions(&row.id).await?;
+        tx.record(&mut row, EventType::ExecutionFailed, Principal::SYSTEM, None, json!({"error": reason})).await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match alone {
+        Ok(()) => {
+            tx.save(row).await?;
+            tx.commit().await
+        }
+        Err(error) => {
+            tx.abandon().await;
+            Err(error)
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! the semantic checks in [`validate`], and the engine compiles the validated package into its
 //! own runtime definition.
 
+pub mod limits;
 pub mod load;
 pub mod validate;
 
@@ -12,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use limits::Limits;
 pub use load::{LoadedPackage, SourceMap, load_document, load_path};
 pub use validate::{Problem, validate};
 

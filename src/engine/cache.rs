@@ -1,0 +1,50 @@
+//! The compiled definitions kept in memory: bounded by an estimate of their size, the least
+//! recently used runtime versions dropped first. A dropped version is compiled again from the
+//! database when next needed, so the bound trades some compile time for memory that stays
+//! flat however many versions and steps are deployed. Executions hold their definition by
+//! `Arc` while they use it, so dropping one here never pulls it from under a step.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lru::LruCache;
+
+use crate::engine::definition::Definition;
+
+type Key = (String, i32);
+
+pub(crate) struct DefinitionCache {
+    inner: Mutex<Inner>,
+    capacity_bytes: usize,
+}
+
+struct Inner {
+    entries: LruCache<Key, Arc<Definition>>,
+    bytes: usize,
+}
+
+impl DefinitionCache {
+    pub(crate) fn new(capacity_bytes: usize) -> DefinitionCache {
+        DefinitionCache { inner: Mutex::new(Inner { entries: LruCache::unbounded(), bytes: 0 }), capacity_bytes }
+    }
+
+    pub(crate) fn get(&self, id: &str, version: i32) -> Option<Arc<Definition>> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.entries.get(&(id.to_owned(), version)).cloned()
+    }
+
+    /// Keeps `definition`, then drops the least recently used ones until the estimate fits
+    /// (the newest always stays, even alone over the bound).
+    pub(crate) fn insert(&self, definition: Arc<Definition>) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (definition.runtime.id.clone(), definition.runtime.version);
+        let size = definition.approximate_bytes();
+        if let Some(previous) = inner.entries.put(key, definition) {
+            inner.bytes = inner.bytes.saturating_sub(previous.approximate_bytes());
+        }
+        inner.bytes += size;
+        while inner.bytes > self.capacity_bytes && inner.entries.len() > 1 {
+            let Some((_, evicted)) = inner.entries.pop_lru() else { break };
+            inner.bytes = inner.bytes.saturating_sub(evicted.approximate_bytes());
+        }
+    }
+}
