@@ -150,6 +150,7 @@ pub fn router(mut state: AppState, max_body_bytes: usize, cors_origins: &[String
                     "/mcp",
                     crate::api::mcp::service(state.clone(), &state.mcp_allowed_hosts, state.max_body_bytes),
                 )
+                .layer(middleware::from_fn(crate::api::mcp::session_ended))
                 .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -453,7 +454,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Deploys each example package into `development`, unless it is already deployed unchanged.
-async fn deploy_examples(engine: &Engine, config: &Config) {
+pub async fn deploy_examples(engine: &Engine, config: &Config) {
     let entries = match std::fs::read_dir(&config.examples_dir) {
         Ok(entries) => entries,
         Err(error) => {

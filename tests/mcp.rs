@@ -360,6 +360,50 @@ async fn roots_narrow_what_a_session_sees() {
     }
 }
 
+/// Roots narrow a session for convenience; grants are the boundary. A client that declares
+/// roots but refuses to list them is treated as having declared none: its tool calls run.
+#[tokio::test]
+async fn a_client_whose_roots_cannot_be_read_still_calls_tools() {
+    let server = TestServer::start().await;
+    let client = Client { refuse_roots: true, ..scripted(None, None, Some(vec![])) };
+    let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
+    let id = start_pbj(&session, "classic").await;
+    wait_for_pending(&session, &id).await;
+    let listed = ok(&session, "list_runtimes", json!({})).await;
+    assert!(listed["items"].as_array().expect("items").iter().any(|runtime| runtime["id"] == "kitchen-v1"));
+    session.cancel().await.expect("closed");
+}
+
+/// Ending a 2025-11-25 session answers 204 No Content (the official SDKs count 202 as a
+/// failed termination); the session is gone afterwards.
+#[tokio::test]
+async fn ending_a_session_answers_no_content() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = http
+        .post(format!("{}/mcp", server.base))
+        .header("Accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].to_str().expect("session id").to_owned();
+    let end = |session: String| {
+        http.delete(format!("{}/mcp", server.base))
+            .header("Mcp-Session-Id", session)
+            .header("MCP-Protocol-Version", "2025-11-25")
+            .send()
+    };
+    let ended = end(session.clone()).await.expect("delete");
+    assert_eq!(ended.status(), 204);
+    assert!(ended.bytes().await.expect("body").is_empty());
+    let again = end(session).await.expect("delete");
+    assert_ne!(again.status(), 204, "a session ends once");
+}
+
 #[tokio::test]
 async fn subscribing_to_an_execution_sends_updates_on_both_revisions() {
     let server = TestServer::start().await;

@@ -22,6 +22,8 @@ pub struct Client {
     pub sample: Option<String>,
     /// Root URIs, if the client declares roots.
     pub roots: Option<Vec<String>>,
+    /// Refuse `roots/list` with an error although roots are declared.
+    pub refuse_roots: bool,
     /// Where `notifications/resources/updated` URIs go.
     pub updates: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
@@ -60,6 +62,9 @@ impl ClientHandler for Client {
         &self,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        if self.refuse_roots {
+            return Err(rmcp::ErrorData::internal_error("the roots are not available", None));
+        }
         let roots = self.roots.clone().unwrap_or_default();
         Ok(rmcp::model::ListRootsResult::new(roots.into_iter().map(rmcp::model::Root::new).collect()))
     }
@@ -93,6 +98,7 @@ pub fn scripted(elicit: Option<Value>, sample: Option<String>, roots: Option<Vec
         elicit,
         sample,
         roots,
+        refuse_roots: false,
         updates: None,
     }
 }
