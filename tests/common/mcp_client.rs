@@ -153,6 +153,13 @@ pub async fn call(session: &Session, tool: &str, args: Value) -> CallToolResult 
 /// A successful call's structured content.
 pub async fn ok(session: &Session, tool: &str, args: Value) -> Value {
     let result = call(session, tool, args.clone()).await;
-    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.structured_content);
+    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.content);
     result.structured_content.expect("structured content")
+}
+
+/// A tool error's code, message and field errors (the JSON text of its content).
+pub fn failure(result: &CallToolResult) -> Value {
+    assert_eq!(result.is_error, Some(true), "a tool error: {result:?}");
+    let text = result.content.first().and_then(|content| content.as_text()).map(|text| text.text.clone());
+    serde_json::from_str(&text.unwrap_or_default()).expect("the error as JSON")
 }

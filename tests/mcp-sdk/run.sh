@@ -51,6 +51,8 @@ status=0
 
 passed=$(cat "$workdir/python.out" "$workdir/typescript.out" | grep -c '^PASS ' || true)
 failed=$(cat "$workdir/python.out" "$workdir/typescript.out" | grep -c '^FAIL ' || true)
+# An SDK × revision the SDK cannot speak is reported as skipped, never run.
+skipped=$(cat "$workdir/python.out" "$workdir/typescript.out" | grep -c '^SKIP ' || true)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   # A suite died before reporting its checks.
   failed=1
@@ -59,5 +61,5 @@ if grep -q '"level":"ERROR"' "$workdir/server.log"; then
   echo "the server logged errors:"
   grep '"level":"ERROR"' "$workdir/server.log" | head -20
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -102,11 +102,12 @@ pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
     context.protocol_version().is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
 }
 
-/// A tool error (the call ran and failed), with the same code and field pointers as GraphQL.
+/// A tool error (the call ran and failed), with the same code and field pointers as GraphQL, as
+/// the JSON text of its content. Not as `structuredContent`: that is the tool's result, which
+/// clients check against the `outputSchema` (the TypeScript SDK 1.x even on errors).
 fn tool_error(code: &str, message: &str, errors: Value) -> CallToolResponse {
-    let mut result = CallToolResult::structured_error(json!({"code": code, "message": message, "errors": errors}));
-    result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
-    result.into()
+    let failure = json!({"code": code, "message": message, "errors": errors});
+    CallToolResult::error(vec![ContentBlock::text(failure.to_string())]).into()
 }
 
 impl OrgataMcp {

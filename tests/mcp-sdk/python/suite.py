@@ -358,6 +358,21 @@ async def roots_refused(target: Target) -> None:
         await pending(client, started["executionId"])
 
 
+async def roots_unreadable(target: Target) -> None:
+    """Issue 20 as reported: a callback that builds a non-file root fails inside the SDK, which
+    answers `roots/list` with -32602; the tool call still runs to a result."""
+
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="orgata://env/development")])
+
+    async with target.client(list_roots_callback=list_roots) as client:
+        execution = await start_pbj(client)
+        intervention = await pending(client, execution)
+        await ok(client, "intervene_execution", {"executionId": execution, "interventionId": intervention["id"],
+                                                 "response": {"jelly_flavor": "grape"}})
+        await status(client, execution, "COMPLETED")
+
+
 class TerminationLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -394,6 +409,7 @@ CHECKS: list[tuple[str, Callable[[Target], Awaitable[None]], tuple[str, ...]]] =
     ("sampling", sampling, ("2025-11-25",)),
     ("roots", roots, ("2025-11-25",)),
     ("roots_refused", roots_refused, ("2025-11-25",)),
+    ("roots_unreadable", roots_unreadable, ("2025-11-25",)),
     ("clean_shutdown", clean_shutdown, REVISIONS),
 ]
 
