@@ -166,6 +166,10 @@ fn mcp(options: McpOptions) -> ExitCode {
         // The jq budgets hold for the whole process, as under `serve`.
         orgata::jq::set_budget(options.config.jq_budget());
         let engine = orgata::engine::Engine::start(engine_config).await.map_err(|error| error.to_string())?;
+        // Like `serve`: an MCP client started over stdio finds the examples it was pointed at.
+        if options.config.deploys_examples() {
+            orgata::server::deploy_examples(&engine, &options.config).await;
+        }
         let principal = match &options.token {
             Some(token) => engine.authenticate(Some(token), false).await.map_err(|error| error.public_message())?,
             // Whoever can run this command on the server owns its database.

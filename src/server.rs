@@ -331,6 +331,7 @@ pub fn router(mut state: AppState, max_body_bytes: usize, cors_origins: &[String
             Router::new()
                 .nest_service("/mcp", crate::api::mcp::service(state.clone(), state.max_body_bytes))
                 .layer(middleware::from_fn_with_state(state.clone(), crate::api::mcp::check_message))
+                .layer(middleware::from_fn(crate::api::mcp::session_ended))
                 .layer(middleware::from_fn_with_state(state.clone(), authenticate_mcp)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -664,7 +665,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
 }
 
 /// Deploys each example package into `development`, unless it is already deployed unchanged.
-async fn deploy_examples(engine: &Engine, config: &Config) {
+pub async fn deploy_examples(engine: &Engine, config: &Config) {
     let entries = match std::fs::read_dir(&config.examples_dir) {
         Ok(entries) => entries,
         Err(error) => {

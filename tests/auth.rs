@@ -307,11 +307,11 @@ async fn mcp_try(world: &World, token: &str, environment: &str, action: Action) 
         };
         let result = mcp_client::call(&session, tool, arguments).await;
         let verdict = match result.is_error {
-            Some(true) => match result.structured_content.as_ref().and_then(|content| content["code"].as_str()) {
+            Some(true) => match mcp_client::failure(&result)["code"].as_str() {
                 Some("FORBIDDEN") => false,
                 other => panic!(
                     "{action:?} in {environment} over MCP {revision}: unexpected {other:?}: {:?}",
-                    result.structured_content
+                    result.content
                 ),
             },
             _ => true,
@@ -505,7 +505,7 @@ async fn roles_revocation_and_missing_credentials() {
             json!({"executionId": id, "interventionId": intervention, "response": {"jelly_flavor": "grape"}}),
         )
         .await;
-        assert_eq!(refused.structured_content.expect("structured")["code"], "FORBIDDEN", "{revision}");
+        assert_eq!(mcp_client::failure(&refused)["code"], "FORBIDDEN", "{revision}");
         session.cancel().await.expect("closed");
     }
     let mine = server.graphql_as(&stranger, "{ interventions(filter: {mine: true}) { id } }", json!({})).await;

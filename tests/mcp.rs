@@ -147,7 +147,7 @@ async fn bad_arguments_are_tool_errors_with_field_pointers() {
         let session = connect(&server.base, revision, None).await.expect("connects");
         let missing = call(&session, "execute_playbook", json!({"runtimeId": "kitchen-v1"})).await;
         assert_eq!(missing.is_error, Some(true));
-        let content = missing.structured_content.expect("structured");
+        let content = mcp_client::failure(&missing);
         assert_eq!(content["code"], "BAD_INPUT");
         assert!(content["errors"][0]["message"].as_str().unwrap_or_default().contains("playbookName"), "{content}");
         let typo = call(
@@ -156,21 +156,21 @@ async fn bad_arguments_are_tool_errors_with_field_pointers() {
             json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "executionOptions": {"mode": "FAST"}}),
         )
         .await;
-        assert_eq!(typo.structured_content.expect("structured")["errors"][0]["pointer"], "/executionOptions/mode");
+        assert_eq!(mcp_client::failure(&typo)["errors"][0]["pointer"], "/executionOptions/mode");
         let invalid = call(
             &session,
             "execute_playbook",
             json!({"runtimeId": "kitchen-v1", "playbookName": "pbj-sandwich", "input": {"sandwichType": "tuna"}}),
         )
         .await;
-        let content = invalid.structured_content.expect("structured");
+        let content = mcp_client::failure(&invalid);
         assert_eq!(
             (content["code"].as_str(), content["errors"][0]["pointer"].as_str()),
             (Some("BAD_INPUT"), Some("/sandwichType"))
         );
         let unknown =
             call(&session, "get_execution", json!({"executionId": "0190a5d2-0000-7000-8000-000000000000"})).await;
-        assert_eq!(unknown.structured_content.expect("structured")["code"], "NOT_FOUND");
+        assert_eq!(mcp_client::failure(&unknown)["code"], "NOT_FOUND");
         let no_tool = session.call_tool(CallToolRequestParams::new("drop_tables")).await;
         assert!(no_tool.is_err(), "an unknown tool is a protocol error");
         session.cancel().await.expect("closed");
@@ -245,7 +245,7 @@ async fn mcp_authenticates_like_the_other_protocols() {
         assert!(connect(&server.base, revision, Some("orgata_forged_token")).await.is_err());
         let session = connect(&server.base, revision, Some(&production)).await.expect("connects with a key");
         let denied = call(&session, "get_runtime", json!({"runtimeId": "kitchen-v1"})).await;
-        assert_eq!(denied.structured_content.expect("structured")["code"], "FORBIDDEN", "{revision}");
+        assert_eq!(mcp_client::failure(&denied)["code"], "FORBIDDEN", "{revision}");
         session.cancel().await.expect("closed");
     }
 }
@@ -302,7 +302,7 @@ async fn elicitation_answers_a_human_step_on_both_revisions() {
     let refused =
         call(&session, "intervene_execution", json!({"executionId": id, "interventionId": intervention["id"]})).await;
     assert_eq!(refused.is_error, Some(true));
-    assert_eq!(refused.structured_content.expect("structured")["errors"][0]["pointer"], "/response");
+    assert_eq!(mcp_client::failure(&refused)["errors"][0]["pointer"], "/response");
     session.cancel().await.expect("closed");
 }
 
@@ -349,7 +349,7 @@ async fn roots_narrow_what_a_session_sees() {
         listed["items"].as_array().expect("items").iter().filter_map(|runtime| runtime["id"].as_str()).collect();
     assert_eq!(ids, ["sim-desk"], "only the simulation environment is visible");
     let denied = call(&narrowed, "get_runtime", json!({"runtimeId": "kitchen-v1"})).await;
-    assert_eq!(denied.structured_content.expect("structured")["code"], "FORBIDDEN");
+    assert_eq!(mcp_client::failure(&denied)["code"], "FORBIDDEN");
     narrowed.cancel().await.expect("closed");
     // On every revision, listing tools take an environment.
     for revision in REVISIONS {
@@ -358,6 +358,48 @@ async fn roots_narrow_what_a_session_sees() {
         assert_eq!(listed["items"].as_array().expect("items").len(), 1, "{revision}");
         session.cancel().await.expect("closed");
     }
+}
+
+/// Roots narrow a session for convenience; grants are the boundary. A client that declares
+/// roots but refuses to list them is treated as having declared none: its tool calls run.
+#[tokio::test]
+async fn a_client_whose_roots_cannot_be_read_still_calls_tools() {
+    let server = TestServer::start().await;
+    let client = Client { refuse_roots: true, ..scripted(None, None, Some(vec![])) };
+    let session = connect_with(&server.base, "2025-11-25", None, client).await.expect("connects");
+    let id = start_pbj(&session, "classic").await;
+    wait_for_pending(&session, &id).await;
+    let listed = ok(&session, "list_runtimes", json!({})).await;
+    assert!(listed["items"].as_array().expect("items").iter().any(|runtime| runtime["id"] == "kitchen-v1"));
+    session.cancel().await.expect("closed");
+}
+
+/// Ending a 2025-11-25 session answers 204 No Content (the official SDKs count 202 as a
+/// failed termination).
+#[tokio::test]
+async fn ending_a_session_answers_no_content() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = http
+        .post(format!("{}/mcp", server.base))
+        .header("Accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].to_str().expect("session id").to_owned();
+    let ended = http
+        .delete(format!("{}/mcp", server.base))
+        .header("Mcp-Session-Id", session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status(), 204);
+    assert!(ended.bytes().await.expect("body").is_empty());
 }
 
 #[tokio::test]

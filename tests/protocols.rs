@@ -252,7 +252,7 @@ async fn a_runtime_id_belongs_to_one_package_and_identical_deploys_are_one_versi
     )
     .await;
     assert_eq!(result.is_error, Some(true));
-    assert_eq!(result.structured_content.expect("structured")["code"], "CONFLICT");
+    assert_eq!(mcp_client::failure(&result)["code"], "CONFLICT");
     let _ = session.cancel().await;
     let runtime = server.data("{ runtime(id: \"shared\") { version package } }", json!({})).await;
     assert_eq!(runtime["runtime"], json!({"version": 2, "package": "desk"}));
@@ -383,7 +383,7 @@ async fn mcp_maps_each_code_the_same_way_in_resources_prompts_and_tools() {
             .expect_err("not found");
         assert!(error.to_string().contains("-32002"), "{revision}: {error}");
         let result = mcp_client::call(&session, "get_runtime", json!({"runtimeId": "no-such-runtime"})).await;
-        assert_eq!(result.structured_content.expect("structured")["code"], "NOT_FOUND");
+        assert_eq!(mcp_client::failure(&result)["code"], "NOT_FOUND");
         let resources = session.list_all_resources().await.expect("resources/list");
         assert!(resources.iter().all(|resource| !resource.uri.contains("production")), "{revision}");
         let _ = session.cancel().await;

@@ -22,6 +22,8 @@ pub struct Client {
     pub sample: Option<String>,
     /// Root URIs, if the client declares roots.
     pub roots: Option<Vec<String>>,
+    /// Refuse `roots/list` with an error although roots are declared.
+    pub refuse_roots: bool,
     /// Where `notifications/resources/updated` URIs go.
     pub updates: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
@@ -60,6 +62,9 @@ impl ClientHandler for Client {
         &self,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        if self.refuse_roots {
+            return Err(rmcp::ErrorData::internal_error("the roots are not available", None));
+        }
         let roots = self.roots.clone().unwrap_or_default();
         Ok(rmcp::model::ListRootsResult::new(roots.into_iter().map(rmcp::model::Root::new).collect()))
     }
@@ -93,6 +98,7 @@ pub fn scripted(elicit: Option<Value>, sample: Option<String>, roots: Option<Vec
         elicit,
         sample,
         roots,
+        refuse_roots: false,
         updates: None,
     }
 }
@@ -147,6 +153,13 @@ pub async fn call(session: &Session, tool: &str, args: Value) -> CallToolResult 
 /// A successful call's structured content.
 pub async fn ok(session: &Session, tool: &str, args: Value) -> Value {
     let result = call(session, tool, args.clone()).await;
-    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.structured_content);
+    assert_ne!(result.is_error, Some(true), "{tool} {args} failed: {:?}", result.content);
     result.structured_content.expect("structured content")
+}
+
+/// A tool error's code, message and field errors (the JSON text of its content).
+pub fn failure(result: &CallToolResult) -> Value {
+    assert_eq!(result.is_error, Some(true), "a tool error: {result:?}");
+    let text = result.content.first().and_then(|content| content.as_text()).map(|text| text.text.clone());
+    serde_json::from_str(&text.unwrap_or_default()).expect("the error as JSON")
 }

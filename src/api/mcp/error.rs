@@ -1,7 +1,7 @@
 //! The one mapping from Orgata's error codes to MCP, used by every handler in `src/api/mcp/`.
 //!
 //! A tool that ran and failed answers with a tool result whose `isError` is set and whose
-//! structured content is `{code, message, errors}` ([`tool`]), as the MCP specification asks
+//! content is the JSON text `{code, message, errors}` ([`tool`]), as the MCP specification asks
 //! for execution errors. Every other failure (resources, prompts, subscriptions, the request
 //! itself) is a JSON-RPC error ([`protocol`]) whose numeric code follows JSON-RPC and MCP where
 //! they name the condition (invalid params, resource not found, internal error) and otherwise
@@ -88,12 +88,13 @@ pub fn internal(message: impl Into<String>) -> McpError {
 }
 
 /// A tool that ran and failed: an `isError` result with the same code and field pointers as
-/// GraphQL.
+/// GraphQL, as the JSON text of its content. Not as `structuredContent`: that is the tool's
+/// result, which clients check against the `outputSchema` (the TypeScript SDK 1.x even on
+/// errors).
 pub fn tool(code: &str, message: &str, errors: Value) -> CallToolResponse {
     let code = parse_code(code).as_str();
-    let mut result = CallToolResult::structured_error(json!({"code": code, "message": message, "errors": errors}));
-    result.content = vec![ContentBlock::text(format!("{code}: {message}"))];
-    result.into()
+    let failure = json!({"code": code, "message": message, "errors": errors});
+    CallToolResult::error(vec![ContentBlock::text(failure.to_string())]).into()
 }
 
 /// A JSON-RPC error object for a message rmcp never sees (it cannot be read): `id` is the

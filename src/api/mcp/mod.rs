@@ -423,6 +423,18 @@ pub fn service(
     )
 }
 
+/// Ending a 2025-11-25 session (`DELETE /mcp`) answers 204 No Content, as a completed request
+/// with nothing to return does; rmcp answers 202 Accepted, which the official SDKs report as a
+/// failed termination.
+pub async fn session_ended(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let ending = request.method() == http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if ending && response.status() == http::StatusCode::ACCEPTED {
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+    }
+    response
+}
+
 /// Serves MCP over standard input and output until the client hangs up, as `principal`.
 pub async fn serve_stdio(state: AppState, principal: Principal) -> Result<(), String> {
     use rmcp::ServiceExt;

@@ -24,6 +24,8 @@ use crate::engine::{Command, Environment, EventType, ExecutionId, InterventionKi
 
 /// The key of the sampling task among a session's subscriptions.
 const SAMPLING: &str = "sampling";
+/// How long a tool call waits for the client to list its roots.
+const ROOTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Per-session state; the HTTP service makes a fresh one for every session.
 #[derive(Default)]
@@ -175,17 +177,26 @@ impl OrgataMcp {
         let roots = match known {
             Some(roots) => roots,
             None => {
-                let listed = context
-                    .peer
-                    .list_roots()
-                    .await
-                    .map_err(|failure| error::internal(format!("roots/list: {failure}")))?;
-                let environments: Vec<Environment> = listed
-                    .roots
-                    .iter()
-                    .filter_map(|root| root.uri.strip_prefix("orgata://env/")?.parse().ok())
-                    .collect();
-                let roots = (!environments.is_empty()).then_some(environments);
+                // Roots narrow a session for convenience; grants are the boundary. A client
+                // whose roots cannot be read has, for this session, declared none.
+                let listed = tokio::time::timeout(ROOTS_WAIT, context.peer.list_roots()).await;
+                let roots = match listed
+                    .map_err(|_| "no answer in time".to_owned())
+                    .and_then(|listed| listed.map_err(|error| error.to_string()))
+                {
+                    Ok(listed) => {
+                        let environments: Vec<Environment> = listed
+                            .roots
+                            .iter()
+                            .filter_map(|root| root.uri.strip_prefix("orgata://env/")?.parse().ok())
+                            .collect();
+                        (!environments.is_empty()).then_some(environments)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the client declared roots but did not list them; the session is not narrowed");
+                        None
+                    }
+                };
                 if let Ok(mut cached) = self.session.roots.lock() {
                     *cached = Some(roots.clone());
                 }
