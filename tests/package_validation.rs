@@ -174,7 +174,7 @@ fn semantic_mistakes_are_all_reported_with_file_and_path() {
         ("playbooks/bad.yaml", "/steps/1/operation", "unknown operation `no-such-operation`"),
         ("playbooks/bad.yaml", "/steps/2/program", "does not compile"),
         ("playbooks/bad.yaml", "/steps/3/when", "does not compile"),
-        ("playbooks/bad.yaml", "/steps/4/output_schema", "not a valid JSON Schema"),
+        ("playbooks/bad.yaml", "/steps/4/output_schema/type", "not a valid JSON Schema"),
         ("playbooks/bad.yaml", "/steps/5/playbook", "unknown playbook `nowhere`"),
         ("playbooks/bad.yaml", "/steps/6/output_schema", "needs `output_schema`"),
         ("playbooks/bad.yaml", "/steps/7/name", "duplicate step name `ask`"),

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use futures::StreamExt;
 use rmcp::model::{
-    ClientJsonRpcMessage, CreateMessageRequestParams, ServerJsonRpcMessage, ResourceUpdatedNotificationParam, SamplingMessage, SubscribeRequestParams,
-    SubscriptionFilter, UnsubscribeRequestParams,
+    ClientJsonRpcMessage, CreateMessageRequestParams, ResourceUpdatedNotificationParam, SamplingMessage,
+    ServerJsonRpcMessage, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::ServerSseMessage;
