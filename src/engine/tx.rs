@@ -35,6 +35,10 @@ pub(crate) struct Tx {
     /// reads them back inside the transaction that appends them.
     pending_events: Vec<event::Model>,
     pending_checkpoints: Vec<checkpoint::Model>,
+    /// About how many bytes the pending rows hold: inline advancing stops past
+    /// [`Tx::PENDING_BYTES`], so a long run of steps over a large state is many transactions
+    /// of bounded size, not one whose memory grows with steps × state.
+    pending_bytes: usize,
     wake: Vec<String>,
     /// Finished children's outcomes for their parents, delivered as the transaction settles.
     reports: Vec<crate::engine::progress::ChildReport>,
@@ -49,6 +53,7 @@ impl Tx {
             events: Vec::new(),
             pending_events: Vec::new(),
             pending_checkpoints: Vec::new(),
+            pending_bytes: 0,
             wake: Vec::new(),
             reports: Vec::new(),
         })
@@ -132,9 +137,19 @@ impl Tx {
             runtime_id: row.runtime_id.clone(),
             environment: row.environment.clone(),
         };
+        self.pending_bytes += estimated_bytes(&model.payload);
         self.events.push(records::event(model.clone())?);
         self.pending_events.push(model);
         Ok(row.last_seq)
+    }
+
+    /// The pending rows (as JSON text; in memory a `Value` takes about ten times that) past
+    /// which a transaction stops advancing executions inline.
+    pub(crate) const PENDING_BYTES: usize = 1 << 20;
+
+    /// Whether this transaction holds enough pending rows to stop advancing inline.
+    pub(crate) fn is_full(&self) -> bool {
+        self.pending_bytes >= Tx::PENDING_BYTES
     }
 
     /// Records where the execution stands, so that BACK and JUMP can return here.
@@ -148,6 +163,7 @@ impl Tx {
             state: row.state.clone(),
             at: self.now,
         };
+        self.pending_bytes += estimated_bytes(&model.steps) + estimated_bytes(&model.state);
         self.pending_checkpoints.push(model);
         Ok(())
     }
@@ -294,19 +310,38 @@ impl Tx {
 
     /// Writes the history rows and checkpoints this transaction appended, in few statements.
     async fn write_pending(&mut self) -> Result<()> {
-        let events = std::mem::take(&mut self.pending_events);
-        for chunk in events.chunks(INSERT_CHUNK) {
-            event::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+        // Moved into the statements chunk by chunk, not cloned: they can be large.
+        let mut events = std::mem::take(&mut self.pending_events);
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(INSERT_CHUNK));
+            let chunk = std::mem::replace(&mut events, rest);
+            event::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(self.db())
                 .await?;
         }
-        let checkpoints = std::mem::take(&mut self.pending_checkpoints);
-        for chunk in checkpoints.chunks(INSERT_CHUNK) {
-            checkpoint::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+        let mut checkpoints = std::mem::take(&mut self.pending_checkpoints);
+        while !checkpoints.is_empty() {
+            let rest = checkpoints.split_off(checkpoints.len().min(INSERT_CHUNK));
+            let chunk = std::mem::replace(&mut checkpoints, rest);
+            checkpoint::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(self.db())
                 .await?;
         }
+        self.pending_bytes = 0;
         Ok(())
+    }
+}
+
+/// About how many bytes `value` takes as JSON text: its strings and keys, plus a little per
+/// value. Walks the value once, as cloning it does.
+fn estimated_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|item| estimated_bytes(item) + 1).sum::<usize>(),
+        Value::Object(fields) => {
+            2 + fields.iter().map(|(key, item)| key.len() + 4 + estimated_bytes(item)).sum::<usize>()
+        }
     }
 }
 

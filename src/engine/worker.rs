@@ -48,7 +48,8 @@ struct Call {
     context: Value,
 }
 
-/// The most steps one transaction runs inline before leaving the rest to a worker.
+/// The most steps one transaction runs inline before leaving the rest to a worker (which also
+/// happens once the transaction's pending rows are large: [`Tx::is_full`]).
 pub(crate) const INLINE_STEPS: usize = 256;
 
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
@@ -123,7 +124,7 @@ pub(crate) async fn advance_inline(tx: &mut Tx, id: &str, budget: &mut usize) ->
         if row.status != ExecutionStatus::Running.as_str() {
             break false;
         }
-        if row.wake_at.is_some_and(|wake_at| wake_at > tx.now) || *budget == 0 {
+        if row.wake_at.is_some_and(|wake_at| wake_at > tx.now) || *budget == 0 || tx.is_full() {
             break true;
         }
         *budget -= 1;
