@@ -1141,3 +1141,37 @@ async fn concurrent_transitions_commit_whole_and_run_pure_steps_inline() {
     assert!(matches!(refused, Err(Error::InvalidValue { .. })), "{refused:?}");
     assert_eq!(harness.pending(bad.id).await.len(), 1, "the refused answer changed nothing");
 }
+
+/// A long run of steps over a growing state spans many transactions (each stops advancing
+/// inline once its pending rows are about 1 MiB), and nothing is lost or repeated between them.
+#[tokio::test]
+async fn long_runs_over_large_state_span_bounded_transactions() {
+    let harness = Harness::start().await;
+    let steps = 120;
+    let mut yaml = String::from("package: wide\nversion: 1.0.0\nplaybooks:\n  - name: main\n    steps:\n");
+    for step in 0..steps {
+        let previous = if step == 0 { "0".to_owned() } else { format!(".steps.s{}.i", step - 1) };
+        // Each output carries 4 KB, so the checkpoints of a few dozen steps pass 1 MiB.
+        yaml.push_str(&format!(
+            "      - name: s{step}\n        kind: transform\n        program: '{{i: ({previous} + 1), pad: ([range(100)] | map(\"0123456789012345678901234567890123456789\") | add)}}'\n"
+        ));
+    }
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "wide-v1", "main", json!({})).await;
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.steps[format!("s{}", steps - 1)]["i"], json!(steps));
+    let history = harness.history(id).await;
+    let seqs: Vec<i64> = history.iter().map(|event| event.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "history without gaps or repeats");
+    let completed: Vec<String> = history
+        .iter()
+        .filter(|event| event.event_type == EventType::StepCompleted)
+        .filter_map(|event| event.step.clone())
+        .collect();
+    assert_eq!(completed, (0..steps).map(|step| format!("s{step}")).collect::<Vec<_>>());
+    let checkpoints = harness.engine.checkpoints(&admin(), id).await.expect("checkpoints");
+    let mut checkpoint_seqs: Vec<i64> = checkpoints.iter().map(|checkpoint| checkpoint.seq).collect();
+    checkpoint_seqs.dedup();
+    assert_eq!(checkpoint_seqs.len(), checkpoints.len(), "no checkpoint written twice");
+    assert!(checkpoints.len() >= steps, "a checkpoint per step: {}", checkpoints.len());
+}
