@@ -20,6 +20,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::BadInput,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Internal,
+    ];
+
+    /// The code `as_str` names; anything else is internal.
+    pub fn parse(code: &str) -> ErrorCode {
+        ErrorCode::ALL.into_iter().find(|known| known.as_str() == code).unwrap_or(ErrorCode::Internal)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadInput => "BAD_INPUT",
