@@ -1175,3 +1175,55 @@ async fn long_runs_over_large_state_span_bounded_transactions() {
     assert_eq!(checkpoint_seqs.len(), checkpoints.len(), "no checkpoint written twice");
     assert!(checkpoints.len() >= steps, "a checkpoint per step: {}", checkpoints.len());
 }
+
+/// A step's output over `max_output_bytes` fails the step with the reason and is not stored,
+/// whether a webhook replied it (with a length, or streamed without one) or a program built it.
+#[tokio::test]
+async fn outputs_and_webhook_replies_over_the_cap_fail_their_step() {
+    let blob = "x".repeat(200_000);
+    let sized = blob.clone();
+    let router = axum::Router::new()
+        .route(
+            "/sized",
+            post(move || {
+                let blob = sized.clone();
+                async move { Json(json!({"blob": blob})) }
+            }),
+        )
+        .route(
+            "/streamed",
+            post(move || {
+                let blob = blob.clone();
+                async move {
+                    // Chunks without a Content-Length: the cap must hold while reading.
+                    let chunks = (0..50).map(move |_| Ok::<_, std::io::Error>(blob[..10_000].to_owned()));
+                    let body = axum::body::Body::from_stream(futures::stream::iter(
+                        std::iter::once(Ok("\"".to_owned())).chain(chunks).chain(std::iter::once(Ok("\"".to_owned()))),
+                    ));
+                    axum::response::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .expect("response")
+                }
+            }),
+        );
+    let url = serve(router).await;
+    let harness = Harness::start_with(|config| config.max_output_bytes = 64 * 1024).await;
+    for (name, path) in [("sized", "/sized"), ("streamed", "/streamed")] {
+        let steps = format!(
+            "      - name: call\n        kind: webhook\n        url: {url}{path}\n        input: '{{}}'\n        on_failure: {{then: fail}}\n"
+        );
+        harness.deploy_yaml(&package(name, &steps), Environment::Development).await.expect("deploys");
+        let id = run(&harness, &format!("{name}-v1"), "main", json!({})).await;
+        let failed = harness.wait_status(id, ExecutionStatus::Failed).await;
+        let error = failed.error.unwrap_or_default();
+        assert!(error.contains("larger than 65536 bytes"), "{name}: {error}");
+        assert!(failed.steps.get("call").is_none(), "{name}: the reply was stored");
+    }
+    let steps = "      - name: build\n        kind: transform\n        program: '{blob: ([range(2000)] | map(\"0123456789012345678901234567890123456789\") | add)}'\n        on_failure: {then: fail}\n";
+    harness.deploy_yaml(&package("built", steps), Environment::Development).await.expect("deploys");
+    let id = run(&harness, "built-v1", "main", json!({})).await;
+    let failed = harness.wait_status(id, ExecutionStatus::Failed).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("output is larger than 65536 bytes"), "{error}");
+}
