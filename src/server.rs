@@ -58,6 +58,17 @@ pub struct SocketTiming {
     pub reauthenticate: Duration,
 }
 
+impl SocketTiming {
+    /// The ticks at which an open socket's credential is checked again (the first one
+    /// `reauthenticate` from now; a late tick is delayed, not bunched).
+    pub(crate) fn recheck(&self) -> tokio::time::Interval {
+        let mut recheck =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.reauthenticate, self.reauthenticate);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck
+    }
+}
+
 impl Default for SocketTiming {
     fn default() -> Self {
         SocketTiming {

@@ -131,9 +131,7 @@ pub(crate) async fn serve<Init, InitFuture>(
     let init_deadline = tokio::time::sleep(timing.init_timeout);
     tokio::pin!(init_deadline);
     let mut acknowledged = false;
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + timing.reauthenticate, timing.reauthenticate);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = timing.recheck();
     loop {
         let message = tokio::select! {
             message = graphql.next() => match message {

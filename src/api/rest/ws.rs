@@ -64,9 +64,7 @@ async fn session(state: AppState, principal: Principal, credential: SocketCreden
     let init_deadline = tokio::time::sleep(timing.init_timeout);
     tokio::pin!(init_deadline);
     let mut subscribed = false;
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + timing.reauthenticate, timing.reauthenticate);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = timing.recheck();
     let close = loop {
         let outgoing = tokio::select! {
             incoming = receiver.next() => {
