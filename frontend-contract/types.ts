@@ -89,6 +89,10 @@ export type Event = {
   at: Scalars['DateTime']['output'];
   environment: Environment;
   executionId: Scalars['String']['output'];
+  /**
+   * What the event says; its shape depends on `type` and is published, per type, in the
+   * contract's `events.schema.json`.
+   */
   payload: Scalars['JSON']['output'];
   runtimeId: Scalars['String']['output'];
   /** 1, 2, 3… per execution, without gaps. */

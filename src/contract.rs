@@ -14,6 +14,7 @@ in CI (`codegen/generate.sh` regenerates all of it; never edit these files by ha
 | `openapi.json` | The OpenAPI 3.1 document of the REST routes under `/api/v1`, as served at `/api/v1/openapi.json`. |
 | `mcp-tools.json` | The MCP tools served at `/mcp`, with their input and output JSON Schemas. |
 | `package.schema.json` | The JSON Schema of the package format (roles, operations, playbooks). |
+| `events.schema.json` | The JSON Schema of each history event type's `payload` (`Event.payload`), by event type, for rendering timelines. |
 | `types.ts` | TypeScript types of the schema and typed documents for the operations in `schema/operations/`, made by GraphQL Code Generator (`codegen/`). |
 | `example/` | A TypeScript client that uses only `types.ts`, `fetch` and `graphql-ws`: it runs the pbj-sandwich flow end to end. |
 
@@ -39,7 +40,21 @@ pub fn files() -> Vec<(&'static str, String)> {
         ("openapi.json", openapi),
         ("mcp-tools.json", tools),
         ("package.schema.json", crate::package::schema_text()),
+        ("events.schema.json", events_schema()),
     ]
+}
+
+/// One document: `properties` maps each event type to its payload's schema, so a frontend
+/// looks up `properties[event.type]` and renders `event.payload` with it.
+fn events_schema() -> String {
+    let schema = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Orgata history event payloads",
+        "description": "The payload of each history event type, by its `type` (EventType).",
+        "type": "object",
+        "properties": crate::engine::payloads::schemas(),
+    });
+    pretty(&schema)
 }
 
 fn pretty(value: &serde_json::Value) -> String {

@@ -7,7 +7,6 @@
 pub mod api;
 pub mod config;
 pub mod contract;
-pub mod edge;
 pub mod engine;
 pub mod jq;
 pub mod package;

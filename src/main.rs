@@ -175,7 +175,7 @@ fn mcp(options: McpOptions) -> ExitCode {
             // Whoever can run this command on the server owns its database.
             None => orgata::engine::Principal::new("operator", Vec::<String>::new(), orgata::engine::Grants::all()),
         };
-        let state = orgata::server::state(engine.clone(), true)?;
+        let state = orgata::api::context::AppState::new(engine.clone(), true)?;
         let served = orgata::api::mcp::serve_stdio(state, principal).await;
         engine.stop();
         served

@@ -13,7 +13,7 @@ use serde_json::Value;
 pub type Validator = jsonschema::Validator;
 
 /// One place where a value breaks its schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldError {
     /// JSON pointer to the offending value (`""` for the whole value).
     pub pointer: String,

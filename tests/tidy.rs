@@ -50,3 +50,21 @@ fn every_module_starts_with_a_doc_comment() {
     }
     assert!(missing.is_empty(), "modules without a `//!` comment:\n{}", missing.join("\n"));
 }
+
+/// The protocols under `src/api/` take what they share from `api::context`; `server` only
+/// assembles them. An import the other way would make the two layers one again.
+#[test]
+fn the_api_layer_never_imports_the_server() {
+    let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut offences = Vec::new();
+    for file in rust_files(&api) {
+        let text = fs::read_to_string(&file).expect("readable source file");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("crate::server") || code.contains("orgata::server") || code.contains("super::server") {
+                offences.push(format!("{}:{}: imports the server", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "src/api must not import src/server.rs:\n{}", offences.join("\n"));
+}

@@ -2,8 +2,12 @@
 //! implements a business rule; every request goes through the engine.
 
 pub mod catalog;
+pub mod context;
+pub mod edge;
 pub mod graphql;
 pub mod mcp;
+pub mod ops;
 pub mod rest;
+pub mod runner;
 pub mod schema_fields;
 pub mod shapes;

@@ -10,9 +10,10 @@ use futures::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::broadcast;
 
-use crate::engine::error::Result;
+use crate::engine::access::Resource;
+use crate::engine::error::{Error, Result};
 use crate::engine::records;
-use crate::engine::types::{Event, ExecutionId};
+use crate::engine::types::{Environment, Event, EventType, ExecutionId, Principal};
 use crate::engine::{Engine, Inner};
 use crate::store::entity::event;
 
@@ -91,7 +92,10 @@ fn settles(event: &Event) -> bool {
     match event.event_type {
         InterventionRequested | Paused | ExecutionCompleted | ExecutionFailed | ExecutionAborted => true,
         // A `playbook` step parks its parent on the child it starts.
-        StepStarted => event.payload.get("childExecutionId").is_some(),
+        StepStarted => {
+            crate::engine::payloads::read::<crate::engine::payloads::StepStarted>(event.event_type, &event.payload)
+                .is_some_and(|started| started.child_execution_id.is_some())
+        }
         _ => false,
     }
 }
@@ -210,10 +214,50 @@ impl Engine {
         self.execution(principal, execution).await
     }
 
-    /// Every event of every execution as it is published, for streams that filter by
-    /// environment, runtime or type. Receivers that lag must resume per execution by `seq`.
-    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.inner.events.subscribe()
+    /// Live events of every execution `principal` may read, as they are published, kept by
+    /// `filter`. It does not replay: a subscriber that falls behind gets one CONFLICT item
+    /// (events were dropped) and goes on; to miss nothing it resumes each execution it cares
+    /// about with [`Engine::subscribe`] from the last `seq` it saw.
+    pub fn events(
+        &self,
+        principal: &Principal,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<Arc<Event>>> + Send + use<> {
+        use futures::StreamExt;
+        let readable = principal.grants.readable(Resource::Execution);
+        tokio_stream::wrappers::BroadcastStream::new(self.inner.events.subscribe()).filter_map(move |item| {
+            let item = match item {
+                Ok(event) => (readable.contains(&event.environment) && filter.keeps(&event)).then_some(Ok(event)),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+                    Some(Err(Error::Conflict(format!(
+                        "this subscriber fell behind and {missed} events were dropped; resume each execution with \
+                         executionEvents(afterSeq)"
+                    ))))
+                }
+            };
+            std::future::ready(item)
+        })
+    }
+}
+
+/// Which live events a subscriber of [`Engine::events`] wants; every field left out keeps all.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub environment: Option<Environment>,
+    pub runtime_id: Option<String>,
+    pub types: Option<Vec<EventType>>,
+}
+
+impl EventFilter {
+    /// Only events of these types.
+    pub fn of_types(types: &[EventType]) -> EventFilter {
+        EventFilter { types: Some(types.to_vec()), ..EventFilter::default() }
+    }
+
+    fn keeps(&self, event: &Event) -> bool {
+        self.environment.is_none_or(|environment| event.environment == environment)
+            && self.runtime_id.as_ref().is_none_or(|runtime| &event.runtime_id == runtime)
+            && self.types.as_ref().is_none_or(|types| types.contains(&event.event_type))
     }
 }
 

@@ -11,6 +11,7 @@ mod cache;
 pub mod definition;
 pub mod error;
 mod events;
+pub mod payloads;
 mod progress;
 mod records;
 mod replicas;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use access::{Access, Grants, Resource};
 pub use error::{Error, ErrorCode, Result};
+pub use events::EventFilter;
 pub use transition::Command;
 pub use types::*;
 

@@ -1,6 +1,7 @@
 //! The GraphQL API (async-graphql): the centre of Orgata's surface. Resolvers parse their
 //! arguments, call the engine, and map its errors in exactly one function, [`to_graphql`].
 
+pub mod http;
 pub mod limits;
 pub mod loaders;
 mod mutation;
@@ -125,34 +126,6 @@ pub fn to_graphql(error: engine::Error) -> async_graphql::Error {
             extensions.set("errors", async_graphql::Value::List(list));
         }
     })
-}
-
-/// What an in-process caller (REST, the REST WebSocket, MCP) needs from a GraphQL error: its
-/// code (every error has one, see [`ErrorCodes`]) and field errors.
-pub struct Failure {
-    pub code: String,
-    pub message: String,
-    /// `[{pointer, message}]`
-    pub errors: serde_json::Value,
-}
-
-impl From<&async_graphql::ServerError> for Failure {
-    fn from(error: &async_graphql::ServerError) -> Failure {
-        let extension = |key: &str| {
-            error
-                .extensions
-                .as_ref()
-                .and_then(|extensions| extensions.get(key))
-                .and_then(|value| value.clone().into_json().ok())
-        };
-        Failure {
-            code: extension("code")
-                .and_then(|code| code.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "BAD_INPUT".to_owned()),
-            message: error.message.clone(),
-            errors: extension("errors").unwrap_or_else(|| serde_json::json!([])),
-        }
-    }
 }
 
 pub(crate) fn engine<'c>(context: &Context<'c>) -> ApiResult<&'c Engine> {

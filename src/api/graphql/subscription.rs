@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Subscription as GraphQLSubscription};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio_stream::wrappers::BroadcastStream;
 
 use crate::api::graphql::types::{Environment, Event, EventType, Intervention};
 use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
-use crate::engine::{self as core, Error};
+use crate::engine as core;
+use crate::engine::payloads::{self, InterventionRequested};
 
 pub struct Subscription;
 
@@ -46,33 +46,17 @@ impl Subscription {
         runtime_id: Option<String>,
         types: Option<Vec<EventType>>,
     ) -> BoxStream<'static, ApiResult<Event>> {
-        let (receiver, readable) = match engine(context).and_then(|engine| Ok((engine, principal(context)?))) {
-            Ok((engine, principal)) => (engine.subscribe_all(), principal.grants.readable(core::Resource::Execution)),
-            Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
+        let filter = core::EventFilter {
+            environment: environment.map(Into::into),
+            runtime_id,
+            types: types.map(|types| types.into_iter().map(Into::into).collect()),
         };
-        let environment: Option<core::Environment> = environment.map(Into::into);
-        let types: Option<Vec<core::EventType>> = types.map(|types| types.into_iter().map(Into::into).collect());
-        BroadcastStream::new(receiver)
-            .filter_map(move |item| {
-            let keep = match &item {
-                Ok(event) => {
-                    readable.contains(&event.environment)
-                        && environment.is_none_or(|environment| event.environment == environment)
-                        && runtime_id.as_ref().is_none_or(|runtime| &event.runtime_id == runtime)
-                        && types.as_ref().is_none_or(|types| types.contains(&event.event_type))
-                }
-                Err(_) => true,
-            };
-            let item = keep.then(|| match item {
-                Ok(event) => Ok(Event::from(core::Event::clone(&event))),
-                Err(_) => Err(to_graphql(Error::Conflict(
-                    "this subscriber fell behind and events were dropped; resume each execution with executionEvents(afterSeq)"
-                        .to_owned(),
-                ))),
-            });
-            async move { item }
-        })
-            .boxed()
+        match engine(context).and_then(|engine| Ok(engine.events(principal(context)?, filter))) {
+            Ok(events) => events
+                .map(|event| event.map(|event| Event::from(core::Event::clone(&event))).map_err(to_graphql))
+                .boxed(),
+            Err(error) => futures::stream::once(async move { Err(error) }).boxed(),
+        }
     }
 
     /// Interventions as they are requested, optionally of one environment and role.
@@ -87,26 +71,23 @@ impl Subscription {
                 Ok(found) => found,
                 Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
             };
-        let environment: Option<core::Environment> = environment.map(Into::into);
-        let receiver = engine.subscribe_all();
-        BroadcastStream::new(receiver)
+        let filter = core::EventFilter {
+            environment: environment.map(Into::into),
+            ..core::EventFilter::of_types(&[core::EventType::InterventionRequested])
+        };
+        engine
+            .events(&principal, filter)
             .filter_map(move |item| {
                 let engine = engine.clone();
                 let role = role.clone();
                 let principal = principal.clone();
                 async move {
                     let event: Arc<core::Event> = item.ok()?;
-                    if event.event_type != core::EventType::InterventionRequested
-                        || environment.is_some_and(|environment| event.environment != environment)
-                    {
+                    let requested: InterventionRequested = payloads::read(event.event_type, &event.payload)?;
+                    if role.as_ref().is_some_and(|role| requested.role.as_ref() != Some(role)) {
                         return None;
                     }
-                    if let Some(role) = &role
-                        && event.payload.get("role").and_then(|value| value.as_str()) != Some(role.as_str())
-                    {
-                        return None;
-                    }
-                    let id = event.payload.get("interventionId")?.as_str()?.parse().ok()?;
+                    let id = requested.intervention_id.parse().ok()?;
                     // Interventions the caller may not read are skipped, not reported.
                     engine
                         .intervention(&principal, id)

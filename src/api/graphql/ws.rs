@@ -25,9 +25,9 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::api::context::{SocketCredential, SocketTiming, close_message};
 use crate::api::graphql::OrgataSchema;
 use crate::api::graphql::limits::MAX_SUBSCRIPTIONS;
-use crate::server::{SocketCredential, SocketTiming, close_message};
 
 /// graphql-transport-ws: `connection_init` did not arrive in time.
 const CLOSE_INIT_TIMEOUT: u16 = 4408;

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::api::mcp::error::tool as tool_error;
 use crate::api::mcp::{OrgataMcp, error, is_stateless};
+use crate::api::runner::Failure;
 use crate::engine::{InterventionKind, InterventionStatus, Principal};
+use crate::schema::FieldError;
 
 /// The key of the elicitation in an input-required round trip.
 const KEY: &str = "form";
@@ -70,7 +72,8 @@ pub async fn response(
     arguments: &JsonObject,
 ) -> Result<Answer, McpError> {
     let refuse = |message: &str| {
-        Answer::Refused(tool_error("BAD_INPUT", message, json!([{"pointer": "/response", "message": message}])))
+        let field = FieldError { pointer: "/response".to_owned(), message: message.to_owned() };
+        Answer::Refused(tool_error(&Failure::bad_input(message, vec![field])))
     };
     let Some(id) = arguments.get("interventionId").and_then(Value::as_str).and_then(|id| id.parse().ok()) else {
         return Ok(refuse("`interventionId` is not an intervention id"));
@@ -78,7 +81,7 @@ pub async fn response(
     let intervention = match server.state.engine.intervention(principal, id).await {
         Ok(intervention) => intervention,
         Err(error) => {
-            return Ok(Answer::Refused(tool_error(error.code().as_str(), &error.public_message(), json!([]))));
+            return Ok(Answer::Refused(tool_error(&Failure::from_engine(&error))));
         }
     };
     if intervention.kind != InterventionKind::Task || intervention.status != InterventionStatus::Pending {
@@ -112,12 +115,21 @@ pub async fn response(
             .await
             .map_err(|failure| error::internal(format!("elicitation: {failure}")))?;
         if result.action != ElicitationAction::Accept {
-            return Ok(Answer::Refused(tool_error("CONFLICT", "the person declined to answer", json!([]))));
+            return Ok(Answer::Refused(tool_error(&declined())));
         }
         return Ok(Answer::Response(result.content.unwrap_or(json!({}))));
     };
     match reply.get("action").and_then(Value::as_str) {
         Some("accept") => Ok(Answer::Response(reply.get("content").cloned().unwrap_or(json!({})))),
-        _ => Ok(Answer::Refused(tool_error("CONFLICT", "the person declined to answer", json!([])))),
+        _ => Ok(Answer::Refused(tool_error(&declined()))),
+    }
+}
+
+/// The person said no (or closed the form): the answer cannot be given now.
+fn declined() -> Failure {
+    Failure {
+        code: crate::engine::ErrorCode::Conflict,
+        message: "the person declined to answer".to_owned(),
+        errors: Vec::new(),
     }
 }

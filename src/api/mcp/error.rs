@@ -12,6 +12,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, ErrorCode as RpcCode};
 use serde_json::{Map, Value, json};
 
+use crate::api::runner::Failure;
 use crate::engine::{self, ErrorCode};
 
 /// JSON-RPC codes for the conditions JSON-RPC and MCP do not name.
@@ -33,11 +34,6 @@ pub fn rpc_code(code: ErrorCode) -> RpcCode {
     }
 }
 
-/// The engine code a GraphQL error code names; unknown ones are internal.
-pub fn parse_code(code: &str) -> ErrorCode {
-    ErrorCode::parse(code)
-}
-
 /// A JSON-RPC error: `data` holds the Orgata code, the field errors when there are any, and
 /// `context` (such as the resource's `uri`).
 pub fn protocol(code: ErrorCode, message: impl Into<String>, errors: Value, context: Map<String, Value>) -> McpError {
@@ -51,13 +47,16 @@ pub fn protocol(code: ErrorCode, message: impl Into<String>, errors: Value, cont
 
 /// An engine error as a JSON-RPC error; internal errors are logged and hidden.
 pub fn from_engine(error: engine::Error) -> McpError {
-    let code = error.code();
-    if code == ErrorCode::Internal {
+    if error.code() == ErrorCode::Internal {
         tracing::error!(%error, "internal error");
     }
-    let errors: Vec<Value> =
-        error.field_errors().iter().map(|field| json!({"pointer": field.pointer, "message": field.message})).collect();
-    protocol(code, error.public_message(), Value::Array(errors), Map::new())
+    from_failure(&Failure::from_engine(&error), Map::new())
+}
+
+/// A failed catalogue operation as a JSON-RPC error, with `context` (such as the resource's
+/// `uri`) beside the code in `data`.
+pub fn from_failure(failure: &Failure, context: Map<String, Value>) -> McpError {
+    protocol(failure.code, failure.message.clone(), failure.errors_json(), context)
 }
 
 /// Bad input from the client, with no field errors.
@@ -81,10 +80,9 @@ pub fn internal(message: impl Into<String>) -> McpError {
 /// GraphQL, as the JSON text of its content. Not as `structuredContent`: that is the tool's
 /// result, which clients check against the `outputSchema` (the TypeScript SDK 1.x even on
 /// errors).
-pub fn tool(code: &str, message: &str, errors: Value) -> CallToolResponse {
-    let code = parse_code(code).as_str();
-    let failure = json!({"code": code, "message": message, "errors": errors});
-    CallToolResult::error(vec![ContentBlock::text(failure.to_string())]).into()
+pub fn tool(failure: &Failure) -> CallToolResponse {
+    let body = json!({"code": failure.code.as_str(), "message": failure.message, "errors": failure.errors_json()});
+    CallToolResult::error(vec![ContentBlock::text(body.to_string())]).into()
 }
 
 /// A JSON-RPC error object for a message rmcp never sees (it cannot be read): `id` is the
@@ -105,7 +103,7 @@ mod tests {
     fn every_code_round_trips_and_has_its_own_rpc_code() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
-            assert_eq!(parse_code(code.as_str()), code);
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
             assert!(seen.insert(rpc_code(code).0), "{code:?} shares its JSON-RPC code");
         }
     }

@@ -9,13 +9,13 @@ pub mod error;
 mod prompts;
 mod resources;
 mod session;
+mod transport;
 
 pub use session::SessionLimits;
-pub(crate) use session::admitted;
+pub(crate) use transport::routes;
 
 use std::sync::Arc;
 
-use async_graphql::Variables;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse,
     Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
@@ -27,10 +27,11 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
 use crate::api::catalog::{self, Mcp, Source};
+use crate::api::context::AppState;
+use crate::api::runner::{bind_arguments, check_arguments};
 use crate::api::shapes::{self, Shapes};
 use crate::engine::Principal;
 use crate::schema;
-use crate::server::AppState;
 
 /// One tool, generated from a catalogue row.
 pub struct ToolEntry {
@@ -126,48 +127,16 @@ impl OrgataMcp {
             })
     }
 
-    /// Runs a GraphQL document as `principal`; returns `data` or the first error's code,
-    /// message and field errors.
-    pub(crate) async fn run(
-        &self,
-        document: &str,
-        variables: Value,
-        principal: Principal,
-    ) -> Result<Value, (String, String, Value)> {
-        let request = async_graphql::Request::new(document).variables(Variables::from_json(variables)).data(principal);
-        let response = self.state.schema.execute(request).await;
-        if let Some(error) = response.errors.first() {
-            let failure = crate::api::graphql::Failure::from(error);
-            return Err((failure.code, failure.message, failure.errors));
-        }
-        Ok(response.data.into_json().unwrap_or(Value::Null))
-    }
-
     async fn call(&self, entry: &ToolEntry, arguments: JsonObject, principal: Principal) -> CallToolResponse {
         let arguments = Value::Object(arguments);
-        let errors = schema::check(&entry.validator, &arguments);
-        if !errors.is_empty() {
-            let list: Vec<Value> =
-                errors.iter().map(|error| json!({"pointer": error.pointer, "message": error.message})).collect();
-            return error::tool("BAD_INPUT", "the arguments do not fit the tool's inputSchema", Value::Array(list));
+        if let Err(failure) =
+            check_arguments(&entry.validator, &arguments, "the arguments do not fit the tool's inputSchema")
+        {
+            return error::tool(&failure);
         }
-        let mut variables = Map::new();
-        for bind in entry.mcp.binds {
-            if let Source::Body(pointer) = bind.from
-                && let Some(value) = arguments.pointer(pointer)
-            {
-                variables.insert(bind.variable.to_owned(), value.clone());
-            }
-        }
-        for (variable, default) in entry.mcp.defaults {
-            if !variables.contains_key(*variable)
-                && let Ok(value) = serde_json::from_str(default)
-            {
-                variables.insert((*variable).to_owned(), value);
-            }
-        }
-        match self.run(entry.operation.document, Value::Object(variables), principal).await {
-            Err((code, message, errors)) => error::tool(&code, &message, errors),
+        let variables = bind_arguments(entry.mcp.binds, &arguments, entry.mcp.defaults);
+        match self.state.runner.run(entry.operation, variables, principal).await {
+            Err(failure) => error::tool(&failure),
             Ok(data) => {
                 let result = data.pointer(entry.mcp.result).cloned().unwrap_or(Value::Null);
                 let structured = if entry.wraps { json!({"items": result}) } else { result };
@@ -308,131 +277,6 @@ impl ServerHandler for OrgataMcp {
     ) -> Result<GetPromptResponse, McpError> {
         prompts::get(self, request, self.caller(&context).await?).await
     }
-}
-
-/// The methods this server serves. A request for one of them whose params rmcp cannot read
-/// falls through to rmcp's catch-all request and would be answered "method not found"; it is
-/// answered "invalid params" instead.
-const SERVED_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-];
-
-/// Reads a JSON `POST /mcp` body before rmcp does, so that what rmcp would refuse with a bare
-/// HTTP status (415 for a body that is not JSON, a plain 413) or misreport (-32601 for
-/// unreadable params) is answered with the JSON-RPC error the specification names: -32700
-/// for a parse error, -32600 for JSON that is not a JSON-RPC message, -32602 for params that
-/// do not fit the method, and 413 with a JSON-RPC body for a body over the limit.
-pub async fn check_message(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    use http::StatusCode;
-    let json = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    if request.method() != http::Method::POST || !json {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let message = format!("the body is larger than {} bytes", state.max_body_bytes);
-            let body = error::rpc_body(
-                Value::Null,
-                error::PAYLOAD_TOO_LARGE,
-                &message,
-                crate::engine::ErrorCode::PayloadTooLarge,
-            );
-            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
-        }
-    };
-    if let Some((status, body)) = unreadable(&bytes) {
-        return (status, axum::Json(body)).into_response();
-    }
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
-}
-
-/// The JSON-RPC error for a body rmcp cannot serve, or `None` to let rmcp answer.
-fn unreadable(bytes: &[u8]) -> Option<(http::StatusCode, Value)> {
-    use crate::engine::ErrorCode;
-    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ErrorCode as RpcCode};
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
-        Err(parse) => {
-            let message = format!("parse error: the body is not JSON: {parse}");
-            return Some((
-                http::StatusCode::BAD_REQUEST,
-                error::rpc_body(Value::Null, RpcCode::PARSE_ERROR, &message, ErrorCode::BadInput),
-            ));
-        }
-    };
-    let id = value.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null);
-    match serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) {
-        Err(invalid) => {
-            let message = format!("invalid request: not a JSON-RPC 2.0 message: {invalid}");
-            Some((
-                http::StatusCode::BAD_REQUEST,
-                error::rpc_body(id, RpcCode::INVALID_REQUEST, &message, ErrorCode::BadInput),
-            ))
-        }
-        Ok(ClientJsonRpcMessage::Request(request)) => match &request.request {
-            ClientRequest::CustomRequest(custom) if SERVED_METHODS.contains(&custom.method.as_str()) => {
-                let message = format!("invalid params: `params` do not fit `{}`", custom.method);
-                Some((
-                    http::StatusCode::OK,
-                    error::rpc_body(id, RpcCode::INVALID_PARAMS, &message, ErrorCode::BadInput),
-                ))
-            }
-            _ => None,
-        },
-        Ok(_) => None,
-    }
-}
-
-/// The Streamable HTTP service for `/mcp`. `Host` and `Origin` are checked by the edge policy
-/// in front of every route (`crate::edge`), so rmcp's own host check is off.
-pub fn service(
-    state: AppState,
-    max_body_bytes: usize,
-) -> rmcp::transport::streamable_http_server::StreamableHttpService<OrgataMcp, session::Sessions> {
-    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-    let config =
-        StreamableHttpServerConfig::default().with_max_request_body_bytes(max_body_bytes).disable_allowed_hosts();
-    let sessions = Arc::new(session::Sessions::new(state.mcp_sessions));
-    // One server per session, so that each session has its own subscriptions and roots.
-    StreamableHttpService::new(
-        move || Ok(OrgataMcp { state: state.clone(), fixed: None, session: Arc::default() }),
-        sessions,
-        config,
-    )
-}
-
-/// Ending a 2025-11-25 session (`DELETE /mcp`) answers 204 No Content, as a completed request
-/// with nothing to return does; rmcp answers 202 Accepted, which the official SDKs report as a
-/// failed termination.
-pub async fn session_ended(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let ending = request.method() == http::Method::DELETE;
-    let mut response = next.run(request).await;
-    if ending && response.status() == http::StatusCode::ACCEPTED {
-        *response.status_mut() = http::StatusCode::NO_CONTENT;
-    }
-    response
 }
 
 /// Serves MCP over standard input and output until the client hangs up, as `principal`.

@@ -115,8 +115,9 @@ pub async fn read(server: &OrgataMcp, uri: &str, principal: Principal) -> Result
         ["execution", id] => ("getExecution", json!({"id": id}), "/execution"),
         _ => return Err(not_found()),
     };
-    let document = catalog::operation(operation).map(|operation| operation.document).ok_or_else(not_found)?;
-    match server.run(document, variables, principal).await {
+    let operation = catalog::operation(operation).ok_or_else(not_found)?;
+    let variables = variables.as_object().cloned().unwrap_or_default();
+    match server.state.runner.run(operation, variables, principal).await {
         Ok(data) => {
             let value = data.pointer(pointer).cloned().unwrap_or(Value::Null);
             let text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -125,6 +126,6 @@ pub async fn read(server: &OrgataMcp, uri: &str, principal: Principal) -> Result
             ])
             .into())
         }
-        Err((code, message, errors)) => Err(error::protocol(error::parse_code(&code), message, errors, context())),
+        Err(failure) => Err(error::from_failure(&failure, context())),
     }
 }

@@ -20,7 +20,8 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use crate::api::mcp::{OrgataMcp, error};
-use crate::engine::{Command, Environment, EventType, ExecutionId, InterventionKind, Principal};
+use crate::engine::payloads::{self, InterventionRequested};
+use crate::engine::{Command, Environment, EventFilter, EventType, ExecutionId, InterventionKind, Principal};
 
 /// The key of the sampling task among a session's subscriptions.
 const SAMPLING: &str = "sampling";
@@ -230,7 +231,8 @@ impl OrgataMcp {
         let engine = self.state.engine.clone();
         let peer = context.peer.clone();
         let task = tokio::spawn(async move {
-            let mut events = engine.subscribe_all();
+            let events = engine.events(&principal, EventFilter::of_types(&[EventType::InterventionRequested]));
+            let mut events = std::pin::pin!(events);
             // What is already pending first, then what is requested from now on.
             let filter = crate::engine::InterventionFilter {
                 status: Some(crate::engine::InterventionStatus::Pending),
@@ -244,17 +246,19 @@ impl OrgataMcp {
                 }
             }
             loop {
-                let event = match events.recv().await {
-                    Ok(event) => event,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                let event = match events.next().await {
+                    Some(Ok(event)) => event,
+                    // Fell behind: the next sampling offer picks up what is still pending.
+                    Some(Err(_)) => continue,
+                    None => return,
                 };
-                if event.event_type != EventType::InterventionRequested || event.payload["kind"] != "AGENT" {
+                let Some(requested) = payloads::read::<InterventionRequested>(event.event_type, &event.payload) else {
+                    continue;
+                };
+                let Ok(id) = requested.intervention_id.parse() else { continue };
+                if requested.kind != InterventionKind::Agent {
                     continue;
                 }
-                let Some(id) = event.payload["interventionId"].as_str().and_then(|id| id.parse().ok()) else {
-                    continue;
-                };
                 if !sample(&engine, &peer, &principal, id).await {
                     return;
                 }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::Variables;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -21,11 +20,12 @@ use axum::routing::{MethodFilter, MethodRouter, get};
 use serde_json::{Map, Value, json};
 
 use crate::api::catalog::{self, Rest, Source};
-use crate::api::graphql::{Failure, OrgataSchema};
+use crate::api::context::{AppState, bearer, caller};
+use crate::api::graphql::OrgataSchema;
+use crate::api::runner::{Failure, check_arguments};
 use crate::api::shapes::{OperationShape, Shapes};
 use crate::engine::ErrorCode;
 use crate::schema;
-use crate::server::{AppState, bearer, caller};
 
 /// The most a client may wait on `GET /executions/{id}?wait=`.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -204,23 +204,10 @@ async fn handle(
             let _ = state.engine.settle(&principal, id, Duration::from_secs(seconds)).await;
         }
     }
-    let request = async_graphql::Request::new(route.operation.document)
-        .operation_name(route.operation.name)
-        .variables(Variables::from_json(Value::Object(variables)))
-        .data(principal);
-    let response = state.schema.execute(request).await;
-    if let Some(error) = response.errors.first() {
-        let failure = Failure::from(error);
-        let fields: Vec<(&str, &str)> = failure
-            .errors
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|field| (field["pointer"].as_str().unwrap_or_default(), field["message"].as_str().unwrap_or_default()))
-            .collect();
-        return problem(&failure.code, &failure.message, &fields);
-    }
-    let data = response.data.into_json().unwrap_or(Value::Null);
+    let data = match state.runner.run(route.operation, variables, principal).await {
+        Ok(data) => data,
+        Err(failure) => return problem_of(&failure),
+    };
     let result = data.pointer(route.rest.result).cloned().unwrap_or(Value::Null);
     let status = StatusCode::from_u16(route.rest.status).unwrap_or(StatusCode::OK);
     let mut response = (status, axum::Json(&result)).into_response();
@@ -297,12 +284,8 @@ fn variables(
         }
     };
     if let (Some(validator), Some(body)) = (&route.body_validator, &json_body) {
-        let errors = schema::check(validator, body);
-        if !errors.is_empty() {
-            let fields: Vec<(&str, &str)> =
-                errors.iter().map(|error| (error.pointer.as_str(), error.message.as_str())).collect();
-            return Err(Box::new(problem("BAD_INPUT", "the body does not fit the operation's schema", &fields)));
-        }
+        check_arguments(validator, body, "the body does not fit the operation's schema")
+            .map_err(|failure| Box::new(problem_of(&failure)))?;
     } else if route.body_validator.is_some() && json_body.is_none() && route.body.as_ref().is_some_and(has_required) {
         return Err(Box::new(problem("BAD_INPUT", "this operation needs a JSON body", &[("", "missing")])));
     }
@@ -387,6 +370,13 @@ pub(crate) fn primitive_type(schema: &Value) -> &str {
         .as_array()
         .and_then(|options| options.iter().filter_map(|option| option["type"].as_str()).find(|kind| *kind != "null"))
         .unwrap_or("string")
+}
+
+/// A failed operation as a problem: its code, message and field errors.
+pub fn problem_of(failure: &Failure) -> Response {
+    let fields: Vec<(&str, &str)> =
+        failure.errors.iter().map(|error| (error.pointer.as_str(), error.message.as_str())).collect();
+    problem(failure.code.as_str(), &failure.message, &fields)
 }
 
 /// The one mapping from error codes to HTTP: an `application/problem+json` response.

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::api::catalog;
+use crate::api::context::{AppState, SocketCredential, WS_BUFFER_BYTES, bearer, close_message};
 use crate::engine::Principal;
-use crate::server::{AppState, SocketCredential, bearer, close_message};
 
 /// No subscription arrived within the init timeout.
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
@@ -48,8 +48,8 @@ pub async fn upgrade(
         Ok(principal) => upgrade
             .max_message_size(state.max_body_bytes)
             .max_frame_size(state.max_body_bytes)
-            .read_buffer_size(crate::server::WS_BUFFER_BYTES)
-            .write_buffer_size(crate::server::WS_BUFFER_BYTES)
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(WS_BUFFER_BYTES)
             .on_upgrade(move |socket| session(state, principal, credential, socket)),
         Err(error) => crate::api::rest::problem(error.code().as_str(), &error.public_message(), &[]),
     }
@@ -183,20 +183,17 @@ async fn forward(
     outbox: mpsc::Sender<Value>,
 ) {
     let Some(operation) = catalog::operation("executionEvents") else { return };
-    let request = async_graphql::Request::new(operation.document)
-        .variables(async_graphql::Variables::from_json(json!({"id": execution_id, "afterSeq": after_seq})))
-        .data(principal);
-    let mut stream = state.schema.execute_stream(request);
-    while let Some(response) = stream.next().await {
-        let message = match response.errors.first() {
-            Some(failure) => {
-                let failure = crate::api::graphql::Failure::from(failure);
-                let message = error(&failure.code, &failure.message, Some(&execution_id));
+    let variables = json!({"id": execution_id, "afterSeq": after_seq});
+    let variables = variables.as_object().cloned().unwrap_or_default();
+    let mut stream = state.runner.stream(operation, variables, principal);
+    while let Some(result) = stream.next().await {
+        let message = match result {
+            Err(failure) => {
+                let message = error(failure.code.as_str(), &failure.message, Some(&execution_id));
                 let _ = outbox.send(message).await;
                 return;
             }
-            None => {
-                let data = response.data.into_json().unwrap_or(Value::Null);
+            Ok(data) => {
                 json!({"type": "execution_event", "executionId": execution_id, "event": data["executionEvents"]})
             }
         };

@@ -214,6 +214,32 @@ fn refuse(path: &str, status: StatusCode, code: &str, message: &str) -> Response
     response
 }
 
+/// A request's span: method and path, and the query with credentials (`?token=`, which
+/// browsers use on WebSockets) blanked, so debug logs never hold a secret.
+pub(crate) fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %redacted(request.uri()),
+        version = ?request.version(),
+    )
+}
+
+/// The URI's path and query, with the values of credential parameters replaced by `***`.
+pub(crate) fn redacted(uri: &axum::http::Uri) -> String {
+    let Some(query) = uri.query() else { return uri.path().to_owned() };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if ["token", "access_token"].contains(&name.to_ascii_lowercase().as_str()) => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +290,11 @@ mod tests {
         assert_eq!(policy.check(&Method::GET, &uri("/healthz"), &headers(&read)), Ok(()));
         let any = EdgePolicy::new(&["*".to_owned()], &[], Vec::new());
         assert_eq!(any.check(&Method::GET, &uri("/healthz"), &headers(&[("host", "orgata.example.test")])), Ok(()));
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_blanked_in_spans() {
+        let uri: axum::http::Uri = "/api/v1/ws?after=1&token=orgata_abc_secret&TOKEN=x".parse().expect("uri");
+        assert_eq!(redacted(&uri), "/api/v1/ws?after=1&token=***&TOKEN=***");
     }
 }
