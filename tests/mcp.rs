@@ -112,6 +112,10 @@ async fn pbj_runs_end_to_end_through_tools_on_both_revisions() {
         assert_eq!(done["output"], json!({"name": "PB&J", "flavor": "grape"}), "{revision}");
         let history = ok(&session, "get_history", json!({"executionId": id, "afterSeq": 0})).await;
         assert_eq!(history["items"].as_array().expect("items").last().expect("last")["type"], "EXECUTION_COMPLETED");
+        let checkpoints = ok(&session, "get_checkpoints", json!({"executionId": id})).await;
+        let checkpoints = checkpoints["items"].as_array().expect("items");
+        assert_eq!(checkpoints[0]["stepIndex"], 0, "{revision}");
+        assert!(checkpoints.iter().any(|checkpoint| checkpoint["steps"].get("choose-jelly").is_some()));
         session.cancel().await.expect("closed");
     }
 }

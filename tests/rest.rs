@@ -219,6 +219,13 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
     let (history, _) = api.call("GET", &format!("/executions/{id}/history?afterSeq=3"), None, 200).await;
     assert_eq!(history[0]["seq"], 4);
     api.call("GET", &format!("/executions/{id}/history?afterSeq=three"), None, 400).await;
+    // Checkpoints: the start, then one after each step, with the context saved there.
+    let (checkpoints, _) = api.call("GET", &format!("/executions/{id}/checkpoints"), None, 200).await;
+    let checkpoints = checkpoints.as_array().expect("a list");
+    assert_eq!(checkpoints[0]["stepIndex"], 0);
+    let last = checkpoints.last().expect("a last checkpoint");
+    assert_eq!(last["steps"]["choose-jelly"], json!({"jelly_flavor": "grape"}), "{last}");
+    api.call("GET", "/executions/0190a5d2-0000-7000-8000-000000000000/checkpoints", None, 404).await;
     api.call("GET", "/executions/0190a5d2-0000-7000-8000-000000000000", None, 404).await;
 
     // Listing, a page at a time.

@@ -155,6 +155,10 @@ pub static OPERATIONS: &[Operation] = &[
         document: document!("getHistory"),
         rest: Some(rest(Method::Get, "/executions/{id}/history", &[path("id"), query("afterSeq"), query("first")], "/execution/history")), mcp: Some(tool("get_history", "An execution's history after a seq", &[arg("id", "/executionId"), arg("afterSeq", "/afterSeq"), arg("first", "/first")], "/execution/history")) },
 
+    Operation { name: "getCheckpoints", summary: "An execution's checkpoints: where BACK and JUMP can return to, with the context saved there",
+        document: document!("getCheckpoints"),
+        rest: Some(rest(Method::Get, "/executions/{id}/checkpoints", &[path("id")], "/execution/checkpoints")), mcp: Some(tool("get_checkpoints", "An execution's checkpoints: the step and the context (steps, state) saved after each step, which BACK and JUMP return to", &[arg("id", "/executionId")], "/execution/checkpoints")) },
+
     // Steering: act on a running execution; each returns the execution as it now stands.
     Operation { name: "pauseExecution", summary: "Pause an execution",
         document: document!("pauseExecution"),
