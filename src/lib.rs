@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod contract;
+pub mod deploy;
 pub mod engine;
 pub mod jq;
 pub mod package;

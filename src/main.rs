@@ -31,6 +31,30 @@ enum Command {
     /// Work with packages.
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Deploy a package (a directory or one YAML/JSON file) into an environment: into the
+    /// database on this machine, or to a running server with `--url`.
+    Deploy(Box<DeployOptions>),
+}
+
+/// `orgata deploy`.
+#[derive(Debug, clap::Args)]
+struct DeployOptions {
+    /// The package directory or file.
+    path: PathBuf,
+    /// The environment: production, staging, simulation or development.
+    #[arg(long, default_value = "development")]
+    environment: String,
+    /// Deploy as a new version of this runtime (default: the package's name and major version).
+    #[arg(long)]
+    runtime_id: Option<String>,
+    /// A running server to deploy to, e.g. `http://127.0.0.1:8080` (default: the database here).
+    #[arg(long, env = "ORGATA_URL")]
+    url: Option<String>,
+    /// The API key or JWT to deploy with on `--url` (without one: the keyless loopback developer).
+    #[arg(long, env = "ORGATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    database: Database,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +152,40 @@ fn main() -> ExitCode {
         Some(Command::Mcp(options)) => mcp(*options),
         Some(Command::Package(PackageCommand::Validate { path })) => validate(&path),
         Some(Command::Package(PackageCommand::Schema { out })) => schema(out),
+        Some(Command::Deploy(options)) => deploy(*options),
     }
+}
+
+/// `orgata deploy`: validates here, then deploys locally or to `--url`.
+fn deploy(options: DeployOptions) -> ExitCode {
+    let environment = match options.environment.to_lowercase().parse::<orgata::engine::Environment>() {
+        Ok(environment) => environment,
+        Err(message) => {
+            eprintln!("orgata deploy: --environment: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = match options.url {
+        Some(url) => orgata::deploy::Target::Remote { url, token: options.token },
+        None => orgata::deploy::Target::Local(engine_config(options.database)),
+    };
+    let shown = options.path.display().to_string();
+    block_on("orgata deploy", async {
+        let deployed = orgata::deploy::deploy(&options.path, environment, options.runtime_id, target)
+            .await
+            .map_err(|failure| format!("{shown}:\n{failure}"))?;
+        println!("deployed {} version {} into {}", deployed.runtime_id, deployed.version, deployed.environment);
+        Ok(())
+    })
+}
+
+/// An engine configuration for an administration command on `database`.
+fn engine_config(database: Database) -> orgata::engine::EngineConfig {
+    let mut config = orgata::engine::EngineConfig::new(
+        database.database_url.unwrap_or_else(|| orgata::store::sqlite_url(std::path::Path::new("orgata.db"))),
+    );
+    config.database_schema = database.database_schema;
+    config
 }
 
 fn serve(config: orgata::Config) -> ExitCode {
@@ -190,10 +247,7 @@ fn keys(command: KeysCommand) -> ExitCode {
         | KeysCommand::Revoke { database, .. } => database.clone(),
     };
     block_on("orgata keys", async {
-        let mut config = orgata::engine::EngineConfig::new(
-            database.database_url.unwrap_or_else(|| orgata::store::sqlite_url(std::path::Path::new("orgata.db"))),
-        );
-        config.database_schema = database.database_schema;
+        let mut config = engine_config(database);
         config.workers = 0;
         let engine = orgata::engine::Engine::start(config).await.map_err(|error| error.to_string())?;
         // Whoever can run this command on the server owns its database.
