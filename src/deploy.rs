@@ -13,7 +13,7 @@ use crate::package::{LoadedPackage, Problem};
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A database on this machine, as its operator (all grants).
-    Local(EngineConfig),
+    Local(Box<EngineConfig>),
     /// A running server's REST API at `url` (e.g. `http://127.0.0.1:8080`), as the holder of
     /// `token` (none: the keyless loopback developer).
     Remote { url: String, token: Option<String> },
@@ -59,7 +59,7 @@ pub async fn deploy(
     let loaded = crate::package::load_path(path).map_err(Failure::Problems)?;
     crate::package::validate(&loaded).map_err(Failure::Problems)?;
     match target {
-        Target::Local(config) => local(loaded, environment, runtime_id, config).await,
+        Target::Local(config) => local(loaded, environment, runtime_id, *config).await,
         Target::Remote { url, token } => remote(loaded, environment, runtime_id, &url, token.as_deref()).await,
     }
 }

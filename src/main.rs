@@ -167,7 +167,7 @@ fn deploy(options: DeployOptions) -> ExitCode {
     };
     let target = match options.url {
         Some(url) => orgata::deploy::Target::Remote { url, token: options.token },
-        None => orgata::deploy::Target::Local(engine_config(options.database)),
+        None => orgata::deploy::Target::Local(Box::new(engine_config(options.database))),
     };
     let shown = options.path.display().to_string();
     block_on("orgata deploy", async {
