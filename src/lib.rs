@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod engine;
 pub mod jq;
 pub mod package;
+pub mod package_tests;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -125,6 +125,15 @@ enum PackageCommand {
         /// The package directory or file.
         path: PathBuf,
     },
+    /// Run the package's tests (`tests:`) in simulation on a throwaway database; prints each
+    /// result, the steps no test ran, and exits non-zero if any test fails.
+    Test {
+        /// The package directory or file.
+        path: PathBuf,
+        /// How long one test's run may take.
+        #[arg(long, default_value_t = 30)]
+        timeout_seconds: u64,
+    },
     /// Print the JSON Schema of the package format (committed as schema/package.schema.json).
     Schema {
         /// Write it to this file instead of standard output.
@@ -152,6 +161,7 @@ fn main() -> ExitCode {
         Some(Command::Mcp(options)) => mcp(*options),
         Some(Command::Package(PackageCommand::Validate { path })) => validate(&path),
         Some(Command::Package(PackageCommand::Schema { out })) => schema(out),
+        Some(Command::Package(PackageCommand::Test { path, timeout_seconds })) => test(&path, timeout_seconds),
         Some(Command::Deploy(options)) => deploy(*options),
     }
 }
@@ -326,6 +336,37 @@ fn validate(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `orgata package test`: one line per test, then coverage, then the count.
+fn test(path: &std::path::Path, timeout_seconds: u64) -> ExitCode {
+    let shown = path.display().to_string();
+    let timeout = std::time::Duration::from_secs(timeout_seconds.max(1));
+    block_on("orgata package test", async {
+        let report = match orgata::package_tests::run(path, timeout).await {
+            Ok(report) => report,
+            Err(orgata::package_tests::Failure::Problems(problems)) => {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(format!("{shown}:\n{}\n{} problem(s)", lines.join("\n"), problems.len()));
+            }
+            Err(orgata::package_tests::Failure::Engine(message)) => return Err(message),
+        };
+        for outcome in &report.outcomes {
+            match &outcome.failure {
+                None => println!("PASS {} ({})", outcome.name, outcome.playbook),
+                Some(failure) => println!("FAIL {} ({}): {failure}", outcome.name, outcome.playbook),
+            }
+        }
+        for playbook in &report.untested {
+            println!("untested playbook: {playbook}");
+        }
+        for step in &report.uncovered {
+            println!("not covered: {step}");
+        }
+        let failed = report.outcomes.iter().filter(|outcome| outcome.failure.is_some()).count();
+        println!("{} passed, {failed} failed", report.outcomes.len() - failed);
+        if report.passed() { Ok(()) } else { Err(format!("{failed} test(s) failed")) }
+    })
 }
 
 fn schema(out: Option<PathBuf>) -> ExitCode {

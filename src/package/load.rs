@@ -2,7 +2,7 @@
 //! file each part came from so that every problem can name its file and path.
 //!
 //! A package is either one YAML or JSON document, or a directory holding `package.yaml` (or
-//! `.yml`, `.json`) and, optionally, the folders `roles/`, `operations/` and `playbooks/`, whose
+//! `.yml`, `.json`) and, optionally, the folders `roles/`, `operations/`, `playbooks/` and `tests/`, whose
 //! files each hold one item or a list of items. Files are read in name order; symbolic links
 //! are refused so that a package cannot read outside its own directory.
 
@@ -19,7 +19,7 @@ use super::Problem;
 pub const MAX_PACKAGE_BYTES: u64 = 8 * 1024 * 1024;
 /// The most files a package directory may hold.
 const MAX_PACKAGE_FILES: usize = 2_000;
-const SECTIONS: [&str; 3] = ["roles", "operations", "playbooks"];
+const SECTIONS: [&str; 4] = ["roles", "operations", "playbooks", "tests"];
 
 /// The document a package was read into, with where each part came from.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 
 pub mod limits;
 pub mod load;
+mod tests_check;
 pub mod validate;
 
 use schemars::JsonSchema;
@@ -41,6 +42,70 @@ pub struct Package {
     /// Processes: sequences of steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub playbooks: Vec<Playbook>,
+    /// Example runs, checked by `orgata package test`: each runs a playbook in the
+    /// `simulation` environment and compares how it ends with what is expected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<PackageTest>,
+}
+
+/// One example run of a playbook, with what it must end with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackageTest {
+    /// The test's name, unique in the package.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_ -]{0,62}$"))]
+    pub name: String,
+    /// The playbook it runs.
+    pub playbook: String,
+    /// The execution's input; it must fit the playbook's input schema.
+    #[serde(default)]
+    pub input: Value,
+    /// Step outputs for this run, by step name (`step` in the playbook run, `playbook/step` in
+    /// another playbook of the package, such as a child's): they replace the steps'
+    /// `simulated_output`, so a test can take a branch (a person declines, a webhook refuses).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub outputs: serde_json::Map<String, Value>,
+    /// How the run must end.
+    #[serde(default)]
+    pub expect: Expectation,
+}
+
+/// How a test's run must end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The status it must end in.
+    #[serde(default)]
+    pub status: ExpectedStatus,
+    /// The output it must produce, exactly (checked when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Text the execution's error must contain (for an expected failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a test's run must stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExpectedStatus {
+    /// It finished with an output.
+    #[default]
+    Completed,
+    /// It failed.
+    Failed,
+    /// It waits for a person (a human step without an output for this run).
+    Waiting,
+}
+
+impl ExpectedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpectedStatus::Completed => "COMPLETED",
+            ExpectedStatus::Failed => "FAILED",
+            ExpectedStatus::Waiting => "WAITING",
+        }
+    }
 }
 
 /// A role people play; human steps are assigned to roles.

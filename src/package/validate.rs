@@ -139,6 +139,7 @@ fn readable_parts(document: &Value) -> (Package, Positions) {
         roles: Vec::new(),
         operations: Vec::new(),
         playbooks: Vec::new(),
+        tests: Vec::new(),
     };
     let mut positions =
         Positions { roles: Vec::new(), operations: Vec::new(), playbooks: Vec::new(), steps: Vec::new() };
@@ -252,6 +253,7 @@ impl Checker<'_> {
             }
         }
         self.cycles();
+        self.found.extend(super::tests_check::check(package));
     }
 
     fn duplicates<'n>(&mut self, at: &str, names: impl Iterator<Item = &'n str>, positions: &[usize], what: &str) {
