@@ -101,35 +101,6 @@ fn runtime(environment: &str) -> String {
     }
 }
 
-async fn start_pbj(server: &TestServer, token: &str, environment: &str) -> String {
-    let body = server
-        .graphql_as(
-            token,
-            "mutation($runtime: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
-            json!({"runtime": runtime(environment)}),
-        )
-        .await;
-    body["data"]["executePlaybook"]["id"].as_str().unwrap_or_else(|| panic!("started: {body}")).to_owned()
-}
-
-/// The pending intervention of an execution, once it waits.
-async fn pending(server: &TestServer, token: &str, id: &str) -> String {
-    for _ in 0..500 {
-        let body = server
-            .graphql_as(
-                token,
-                "query($id: ID!) { execution(id: $id) { interventions(status: PENDING) { id } } }",
-                json!({"id": id}),
-            )
-            .await;
-        if let Some(found) = body["data"]["execution"]["interventions"][0]["id"].as_str() {
-            return found.to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{id} never waited for a person");
-}
-
 impl World {
     async fn new() -> World {
         let server = TestServer::start().await;
@@ -175,8 +146,9 @@ impl World {
 /// when the action to try is RESUME): its id and its pending intervention.
 async fn waiting_pbj(world: &World, environment: &str, action: Action) -> (String, String) {
     let server = &world.server;
-    let id = start_pbj(server, &world.ops, environment).await;
-    let intervention = pending(server, &world.ops, &id).await;
+    let id = server.start_pbj(Some(&world.ops), &runtime(environment)).await;
+    let intervention =
+        server.pending_intervention(Some(&world.ops), &id).await["id"].as_str().expect("intervention id").to_owned();
     if action == Action::Resume {
         let body = server
             .graphql_as(&world.ops, "mutation($id: ID!) { pauseExecution(id: $id) { id } }", json!({"id": id}))
@@ -222,7 +194,7 @@ async fn graphql_try(world: &World, token: &str, environment: &str, action: Acti
             json!({"runtime": runtime(environment)}),
         ),
         Action::ReadExecution => {
-            let id = start_pbj(server, &world.ops, environment).await;
+            let id = server.start_pbj(Some(&world.ops), &runtime(environment)).await;
             ("query($id: ID!) { execution(id: $id) { id } }", json!({"id": id}))
         }
         Action::Answer => {
@@ -279,9 +251,10 @@ async fn mcp_try(world: &World, token: &str, environment: &str, action: Action) 
                 "execute_playbook",
                 json!({"runtimeId": runtime(environment), "playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}}),
             ),
-            Action::ReadExecution => {
-                ("get_execution", json!({"executionId": start_pbj(server, &world.ops, environment).await}))
-            }
+            Action::ReadExecution => (
+                "get_execution",
+                json!({"executionId": server.start_pbj(Some(&world.ops), &runtime(environment)).await}),
+            ),
             Action::Answer => {
                 let (id, intervention) = waiting_pbj(world, environment, action).await;
                 (
@@ -342,7 +315,7 @@ async fn rest_try(world: &World, token: &str, environment: &str, action: Action)
             .post(format!("{base}/runtimes/{}/executions", runtime(environment)))
             .json(&json!({"playbookName": "pbj-sandwich", "input": {"sandwichType": "classic"}})),
         Action::ReadExecution => {
-            let id = start_pbj(server, &world.ops, environment).await;
+            let id = server.start_pbj(Some(&world.ops), &runtime(environment)).await;
             server.client.get(format!("{base}/executions/{id}"))
         }
         Action::Answer => {
@@ -436,7 +409,8 @@ async fn allowed_actions_say_exactly_what_the_caller_may_do() {
         assert_eq!(sorted(&rest["allowedActions"]), expected_actions(name, &on_waiting), "{name} over REST: {rest}");
     }
     // A resolved intervention offers nothing to anyone.
-    let intervention = pending(server, &world.ops, &id).await;
+    let intervention =
+        server.pending_intervention(Some(&world.ops), &id).await["id"].as_str().expect("intervention id").to_owned();
     let body = server
         .graphql_as(
             &world.ops,
@@ -477,8 +451,9 @@ async fn roles_revocation_and_missing_credentials() {
     let server = &world.server;
     // A principal without the cook role cannot answer a cook's intervention.
     let stranger = server.create_key("stranger", "waiter", "production");
-    let id = start_pbj(server, &world.ops, "production").await;
-    let intervention = pending(server, &world.ops, &id).await;
+    let id = server.start_pbj(Some(&world.ops), "kitchen-production").await;
+    let intervention =
+        server.pending_intervention(Some(&world.ops), &id).await["id"].as_str().expect("intervention id").to_owned();
     let body = server
         .graphql_as(
             &stranger,

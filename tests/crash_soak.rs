@@ -276,6 +276,7 @@ async fn answer_one(client: &reqwest::Client, base: &str, ledger: &Shared<Ledger
         Some("COMPLETED") => Ok(()),
         Some("RUNNING") => {
             requeue(ledger, id);
+            // Pacing of the load client, which looks again later; nothing waits on it.
             tokio::time::sleep(Duration::from_millis(5)).await;
             Ok(())
         }
@@ -398,6 +399,7 @@ async fn killed_and_restarted_servers_lose_and_duplicate_nothing() {
         if rng.random_bool(0.25) {
             let mut starting = Process::launch(&database, &arguments);
             let after = rng.random_range(0..400u64);
+            // The random moment of the kill is what the soak tests.
             tokio::time::sleep(Duration::from_millis(after)).await;
             starting.start_kill().expect("SIGKILL sent");
             let _ = starting.wait().await;
@@ -429,6 +431,7 @@ async fn killed_and_restarted_servers_lose_and_duplicate_nothing() {
                 tokio::spawn(client(server.base.clone(), ledger.clone(), runtime.clone(), stop.clone(), seed))
             })
             .collect();
+        // The random moment of the kill is what the soak tests.
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
         complaints.extend(server.kill().await);
         stop.store(true, Ordering::Relaxed);
@@ -529,6 +532,8 @@ async fn killed_and_restarted_servers_lose_and_duplicate_nothing() {
             let body = graphql(&client, &server.base, RECORD, json!({"id": id})).await.expect("record answered");
             assert!(body.get("errors").is_none(), "{body}");
             let record = body["data"]["execution"].clone();
+            // A bounded poll that does not panic: an execution never completed is reported
+            // with the other findings by `check_execution`.
             if record["status"] == "COMPLETED" || tokio::time::Instant::now() > deadline {
                 break record;
             }

@@ -83,18 +83,6 @@ async fn close_within(socket: &mut Socket, wait: Duration) -> Option<(u16, Strin
     }
 }
 
-/// Starts a pbj sandwich in development (it waits for the cook); returns its id.
-async fn start(server: &TestServer, token: &str) -> String {
-    let body = server
-        .graphql_as(
-            token,
-            "mutation { executePlaybook(input: {runtimeId: \"kitchen-v1\", playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
-            json!({}),
-        )
-        .await;
-    body["data"]["executePlaybook"]["id"].as_str().unwrap_or_else(|| panic!("started: {body}")).to_owned()
-}
-
 fn key_id(token: &str) -> String {
     token.trim_start_matches("orgata_").split('_').next().expect("key id").to_owned()
 }
@@ -125,7 +113,7 @@ async fn revoked_keys_and_expired_jwts_close_open_sockets() {
     .await;
     let ops = server.create_key("ops", "", ADMIN_GRANTS);
     let watcher = server.create_key("watcher", "", "development");
-    let execution = start(&server, &ops).await;
+    let execution = server.start_pbj(Some(&ops), "kitchen-v1").await;
     let (mut graphql, mut rest) = both_sockets(&server, &watcher, &execution).await;
     let revoked = server
         .graphql_as(
@@ -166,7 +154,7 @@ async fn a_new_subscription_rechecks_the_credential() {
     let server = TestServer::start_with(|config| config.ws_reauthenticate_seconds = 3600).await;
     let ops = server.create_key("ops", "", ADMIN_GRANTS);
     let watcher = server.create_key("watcher", "", "development");
-    let execution = start(&server, &ops).await;
+    let execution = server.start_pbj(Some(&ops), "kitchen-v1").await;
     let (mut graphql, mut rest) = both_sockets(&server, &watcher, &execution).await;
     server
         .graphql_as(&ops, "mutation($id: String!) { revokeApiKey(id: $id) { id } }", json!({"id": key_id(&watcher)}))
@@ -488,13 +476,7 @@ async fn mcp_subscriptions_are_canonical_and_capped() {
     let server = TestServer::start().await;
     let mut executions = Vec::new();
     for _ in 0..257 {
-        let data = server
-            .data(
-                "mutation { executePlaybook(input: {runtimeId: \"kitchen-v1\", playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
-                json!({}),
-            )
-            .await;
-        executions.push(data["executePlaybook"]["id"].as_str().expect("id").to_owned());
+        executions.push(server.start_pbj(None, "kitchen-v1").await);
     }
     let session = mcp_client::connect(&server.base, "2025-11-25", None).await.expect("connects");
     let subscribe = |id: String| {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use orgata::engine::{
 use orgata::package::load_path;
 use serde_json::{Value, json};
 
-use common::{Harness, admin, assert_sound, example, serve};
+use common::{Harness, PATIENCE, admin, assert_sound, example, serve, wait_until};
 
 fn start(runtime: &str, playbook: &str, input: Value) -> ExecuteRequest {
     ExecuteRequest {
@@ -455,6 +456,7 @@ async fn pause_resume_edit_state_and_abort() {
         )
         .await
         .expect("answer while paused");
+    // The sleep is the check: a worker that ran the next step anyway would do so in this time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let still = harness.engine.execution(&admin(), id).await.expect("execution");
     assert_eq!(still.status, ExecutionStatus::Paused);
@@ -976,15 +978,19 @@ async fn listing_pages_newest_first() {
     assert_eq!(listed, ids);
 }
 
-/// A webhook receiver that takes its time, so that an engine can be stopped mid-step.
-async fn slow_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+/// A webhook receiver that takes its time, so that an engine can be stopped mid-step: the
+/// calls it has begun to answer, and the idempotency keys of those it finished.
+async fn slow_receiver() -> (String, Arc<AtomicUsize>, Arc<Mutex<HashMap<String, usize>>>) {
     let keys = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-    let seen = keys.clone();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (seen, counted) = (keys.clone(), arrived.clone());
     let router = axum::Router::new().route(
         "/crm/accounts",
         post(move |headers: HeaderMap, Json(body): Json<Value>| {
-            let seen = seen.clone();
+            let (seen, counted) = (seen.clone(), counted.clone());
             async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // The slowness is the point: the engine is stopped while calls are in flight.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 let key =
                     headers.get("idempotency-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
@@ -993,20 +999,21 @@ async fn slow_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
             }
         }),
     );
-    (serve(router).await, keys)
+    (serve(router).await, arrived, keys)
 }
 
 #[tokio::test]
 async fn a_new_engine_finishes_what_a_stopped_one_left_mid_flight() {
-    let (url, keys) = slow_receiver().await;
+    let (url, arrived, keys) = slow_receiver().await;
     let mut harness = Harness::start_with(|config| config.lease = Duration::from_secs(1)).await;
     harness.deploy_yaml(&webhook_package(&url), Environment::Development).await.expect("deploys");
     let mut ids = Vec::new();
     for index in 0..12 {
         ids.push(run(&harness, "hooks-v1", "main", json!({"company": format!("c{index}")})).await);
     }
-    // Let some webhooks start, then stop the engine as a crash would.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once some webhook calls are in flight, stop the engine as a crash would.
+    wait_until(PATIENCE, "a webhook call to arrive", || async { (arrived.load(Ordering::SeqCst) > 0).then_some(()) })
+        .await;
     harness.restart().await;
     for id in &ids {
         let done = harness.wait_status(*id, ExecutionStatus::Completed).await;
@@ -1047,14 +1054,11 @@ async fn an_unanswered_agent_step_falls_back_after_its_timeout() {
             execution.status == ExecutionStatus::Waiting && execution.attempt == 1
         })
         .await;
-    let mut pending = Vec::new();
-    for _ in 0..400 {
-        pending = harness.pending(failure.id).await;
-        if pending.first().is_some_and(|intervention| intervention.kind == InterventionKind::Failure) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let pending = wait_until(PATIENCE, "a FAILURE intervention", || async {
+        let pending = harness.pending(failure.id).await;
+        pending.first().is_some_and(|intervention| intervention.kind == InterventionKind::Failure).then_some(pending)
+    })
+    .await;
     assert!(pending[0].prompt.as_deref().unwrap_or_default().contains("no model or assistant answered"), "{pending:?}");
     assert_eq!(
         harness.engine.intervention(&admin(), agent.id).await.expect("agent").status,

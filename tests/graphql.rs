@@ -12,24 +12,10 @@ use server::{GraphQLWs, TestServer};
 
 const EXECUTE: &str =
     "mutation($input: ExecutePlaybookInput!) { executePlaybook(input: $input) { id status runtimeId runtimeVersion } }";
-const PENDING: &str = "query($id: ID!) { execution(id: $id) { status currentStep interventions(status: PENDING) { id kind role prompt formSchema fields { name type enum widget required } allowedActions answerable } } }";
 const RESPOND: &str =
     "mutation($input: RespondToInterventionInput!) { respondToIntervention(input: $input) { id status } }";
 const INTERVENE: &str =
     "mutation($input: InterveneExecutionInput!) { interveneExecution(input: $input) { id status currentStep state } }";
-
-async fn start_pbj(server: &TestServer) -> String {
-    let data = server
-        .data(EXECUTE, json!({"input": {"runtimeId": "kitchen-v1", "playbook": "pbj-sandwich", "input": {"sandwichType": "classic"}}}))
-        .await;
-    data["executePlaybook"]["id"].as_str().expect("id").to_owned()
-}
-
-async fn pending_intervention(server: &TestServer, id: &str) -> Value {
-    server.wait_status(id, &["WAITING"]).await;
-    let data = server.data(PENDING, json!({"id": id})).await;
-    data["execution"]["interventions"][0].clone()
-}
 
 #[tokio::test]
 async fn the_pbj_flow_over_http() {
@@ -61,8 +47,8 @@ async fn the_pbj_flow_over_http() {
     assert_eq!(data["me"]["id"], "developer");
     assert_eq!(data["me"]["administers"], json!(["SIMULATION", "DEVELOPMENT"]));
 
-    let id = start_pbj(&server).await;
-    let intervention = pending_intervention(&server, &id).await;
+    let id = server.start_pbj(None, "kitchen-v1").await;
+    let intervention = server.pending_intervention(None, &id).await;
     assert_eq!(intervention["kind"], "TASK");
     assert_eq!(intervention["role"], "cook");
     assert_eq!(intervention["fields"][0]["enum"], json!(["grape", "strawberry", "apricot"]));
@@ -126,7 +112,7 @@ async fn every_mutation_works_over_http() {
     let second = server.data(EXECUTE, input).await["executePlaybook"]["id"].clone();
     assert_eq!(first, second);
     let id = first.as_str().expect("id").to_owned();
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
 
     // pause, resume, and the steering actions through interveneExecution.
     let paused = server.data("mutation($id: ID!) { pauseExecution(id: $id) { status } }", json!({"id": id})).await;
@@ -138,24 +124,24 @@ async fn every_mutation_works_over_http() {
         .await;
     assert_eq!(edited["interveneExecution"]["state"], json!({"priority": "high"}));
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "BACK"}})).await;
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "RETRY"}})).await;
-    let intervention = pending_intervention(&server, &id).await;
+    let intervention = server.pending_intervention(None, &id).await;
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "RESPOND", "interventionId": intervention["id"], "response": {"ok": true}}})).await;
     server.wait_status(&id, &["COMPLETED"]).await;
 
     let id = server.data(EXECUTE, json!({"input": {"runtimeId": "desk-v3", "playbook": "file"}})).await["executePlaybook"]["id"].as_str().expect("id").to_owned();
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "JUMP", "step": "three"}})).await;
     server.wait_status(&id, &["COMPLETED"]).await;
 
     let id = server.data(EXECUTE, json!({"input": {"runtimeId": "desk-v3", "playbook": "file"}})).await["executePlaybook"]["id"].as_str().expect("id").to_owned();
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "SKIP", "output": {"ok": false}}})).await;
     server.wait_status(&id, &["COMPLETED"]).await;
 
     let id = server.data(EXECUTE, json!({"input": {"runtimeId": "desk-v3", "playbook": "file"}})).await["executePlaybook"]["id"].as_str().expect("id").to_owned();
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
     let aborted = server
         .data(
             "mutation($id: ID!) { abortExecution(id: $id, reason: \"duplicate\") { status error } }",
@@ -165,7 +151,7 @@ async fn every_mutation_works_over_http() {
     assert_eq!(aborted["abortExecution"]["status"], "ABORTED");
 
     let id = server.data(EXECUTE, json!({"input": {"runtimeId": "desk-v3", "playbook": "file"}})).await["executePlaybook"]["id"].as_str().expect("id").to_owned();
-    pending_intervention(&server, &id).await;
+    server.pending_intervention(None, &id).await;
     let aborted = server
         .data(INTERVENE, json!({"input": {"executionId": id, "action": "ABORT", "reason": "no longer needed"}}))
         .await;
@@ -180,7 +166,7 @@ async fn executions_page_as_a_relay_connection() {
     let server = TestServer::start().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(start_pbj(&server).await);
+        ids.push(server.start_pbj(None, "kitchen-v1").await);
     }
     ids.reverse();
     let query = "query($after: String) { executions(filter: {runtimeId: \"kitchen-v1\"}, first: 2, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor } } }";
@@ -217,8 +203,8 @@ async fn errors_carry_codes_and_field_pointers() {
     assert_eq!(bad_id["extensions"]["code"], "BAD_INPUT");
     assert_eq!(bad_id["extensions"]["errors"][0]["pointer"], "/id");
 
-    let id = start_pbj(&server).await;
-    pending_intervention(&server, &id).await;
+    let id = server.start_pbj(None, "kitchen-v1").await;
+    server.pending_intervention(None, &id).await;
     let conflict = server.error("mutation($id: ID!) { resumeExecution(id: $id) { id } }", json!({"id": id})).await;
     assert_eq!(conflict["extensions"]["code"], "CONFLICT");
 
@@ -263,7 +249,7 @@ fn every_error_code_maps_to_its_extension() {
 #[tokio::test]
 async fn a_cut_subscription_resumes_with_after_seq_and_misses_nothing() {
     let server = TestServer::start().await;
-    let id = start_pbj(&server).await;
+    let id = server.start_pbj(None, "kitchen-v1").await;
     let subscription = "subscription($id: ID!, $after: Int!) { executionEvents(executionId: $id, afterSeq: $after) { seq type step } }";
 
     let mut socket = GraphQLWs::connect(&server.base, "graphql-transport-ws").await;
@@ -279,7 +265,7 @@ async fn a_cut_subscription_resumes_with_after_seq_and_misses_nothing() {
     }
     // The connection drops mid-execution; meanwhile the execution moves on.
     socket.close().await;
-    let intervention = pending_intervention(&server, &id).await;
+    let intervention = server.pending_intervention(None, &id).await;
     server.data(RESPOND, json!({"input": {"executionId": id, "interventionId": intervention["id"], "response": {"jelly_flavor": "apricot"}}})).await;
     let done = server.wait_status(&id, &["COMPLETED"]).await;
     let total = done["lastSeq"].as_i64().expect("lastSeq");
@@ -306,11 +292,12 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
             json!({}),
         )
         .await;
-    // Give the subscription a moment to be registered before the event it waits for.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    start_pbj(&server).await;
-    let data = socket.next_data().await;
-    assert_eq!(data["interventionRequested"], json!({"step": "choose-jelly", "kind": "TASK", "role": "cook"}));
+    let message = start_until_heard(&server, &mut socket, "a").await;
+    assert_eq!(message["type"], "data", "{message}");
+    assert_eq!(
+        message["payload"]["data"]["interventionRequested"],
+        json!({"step": "choose-jelly", "kind": "TASK", "role": "cook"})
+    );
 
     socket
         .subscribe(
@@ -319,18 +306,26 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
             json!({}),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    start_pbj(&server).await;
-    loop {
-        let message = socket.next_message().await;
-        if message["id"] == "b" {
-            assert_eq!(
-                message["payload"]["data"]["events"],
-                json!({"type": "EXECUTION_STARTED", "runtimeId": "kitchen-v1"})
-            );
-            break;
+    let message = start_until_heard(&server, &mut socket, "b").await;
+    assert_eq!(message["payload"]["data"]["events"], json!({"type": "EXECUTION_STARTED", "runtimeId": "kitchen-v1"}));
+}
+
+/// Starts pbj sandwiches until subscription `id` delivers a message, and returns it. The
+/// protocol does not acknowledge a subscription, so a start may come before it listens;
+/// messages of other subscriptions are passed over.
+async fn start_until_heard(server: &TestServer, socket: &mut GraphQLWs, id: &str) -> Value {
+    for _ in 0..50 {
+        server.start_pbj(None, "kitchen-v1").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Some(message) =
+            socket.next_message_within(deadline.saturating_duration_since(tokio::time::Instant::now())).await
+        {
+            if message["id"] == id {
+                return message;
+            }
         }
     }
+    panic!("subscription {id} heard nothing of 50 starts");
 }
 
 #[tokio::test]
@@ -381,8 +376,8 @@ async fn health_readiness_and_metrics() {
     assert_eq!(health.status(), 200);
     let ready = server.client.get(format!("{}/readyz", server.base)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
-    let id = start_pbj(&server).await;
-    pending_intervention(&server, &id).await;
+    let id = server.start_pbj(None, "kitchen-v1").await;
+    server.pending_intervention(None, &id).await;
     let metrics = server
         .client
         .get(format!("{}/metrics", server.base))

@@ -174,6 +174,7 @@ async fn steady_rss(server: &Process) -> u64 {
     let mut samples = Vec::new();
     for _ in 0..5 {
         samples.push(server.rss_kb());
+        // Samples spaced in time are the measurement, not a wait for something.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     samples.sort_unstable();
@@ -192,10 +193,12 @@ async fn memory_returns_near_its_baseline_after_a_steady_load() {
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
     let warming = tokio::spawn(load(server.base.clone(), stop.clone(), counts.clone()));
+    // The warm-up lasts a set time: its length is part of the measurement.
     tokio::time::sleep(Duration::from_secs(warm_up)).await;
     stop.store(true, Ordering::Relaxed);
     warming.await.expect("the warm-up ran");
     let warmed = counts.completed.load(Ordering::Relaxed);
+    // A quiet spell before the baseline, so that it is measured at rest.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline = steady_rss(&server).await;
 
@@ -210,6 +213,7 @@ async fn memory_returns_near_its_baseline_after_a_steady_load() {
         let rss = server.rss_kb();
         peak = peak.max(rss);
         samples.push(rss);
+        // The sampling interval of the measurement.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -223,6 +227,8 @@ async fn memory_returns_near_its_baseline_after_a_steady_load() {
         if after <= baseline + tolerance {
             break;
         }
+        // Memory may take a while to be given back: this is a bounded wait on the measurement,
+        // whose outcome the assertion below judges.
         tokio::time::sleep(Duration::from_millis(500)).await;
         after = steady_rss(&server).await;
     }

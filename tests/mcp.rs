@@ -20,7 +20,7 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
 use mcp_client::{Client, REVISIONS, Session, arguments, call, connect, connect_with, ok, scripted};
-use server::TestServer;
+use server::{PATIENCE, TestServer, wait_until};
 
 /// Starts a pbj-sandwich of `kind` through `execute_playbook`; returns the execution id.
 async fn start_pbj(session: &Session, kind: &str) -> String {
@@ -34,25 +34,19 @@ async fn start_pbj(session: &Session, kind: &str) -> String {
 }
 
 async fn wait_for_pending(session: &Session, execution: &str) -> Value {
-    for _ in 0..500 {
+    wait_until(PATIENCE, &format!("{execution} to wait for a person"), || async {
         let found = ok(session, "get_pending_interventions", json!({"executionId": execution})).await;
-        if let Some(first) = found["items"].as_array().and_then(|items| items.first()) {
-            return first.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{execution} never waited");
+        found["items"].as_array().and_then(|items| items.first()).cloned()
+    })
+    .await
 }
 
 async fn wait_for_status(session: &Session, execution: &str, status: &str) -> Value {
-    for _ in 0..500 {
+    wait_until(PATIENCE, &format!("{execution} to become {status}"), || async {
         let found = ok(session, "get_execution", json!({"executionId": execution})).await;
-        if found["status"] == status {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{execution} never became {status}");
+        (found["status"] == status).then_some(found)
+    })
+    .await
 }
 
 #[tokio::test]

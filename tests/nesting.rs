@@ -11,13 +11,16 @@
 
 #[path = "common/process.rs"]
 mod process;
+#[path = "common/wait.rs"]
+mod wait;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use process::{Database, Process, graphql};
+use wait::wait_until;
 
 const DEPLOY: &str =
     "mutation($source: String!) { deployRuntime(input: {environment: DEVELOPMENT, source: $source}) { id version } }";
@@ -52,16 +55,14 @@ async fn start(client: &reqwest::Client, base: &str, runtime: &str, playbook: &s
 
 /// Polls until the execution is finished (or `deadline` passes), and returns it.
 async fn finished(client: &reqwest::Client, base: &str, id: &str, deadline: Duration) -> Value {
-    let until = Instant::now() + deadline;
-    loop {
+    wait_until(deadline, &format!("execution {id} to finish"), || async {
         let body = graphql(client, base, EXECUTION, json!({"id": id})).await.expect("the server is up");
-        let execution = body["data"]["execution"].clone();
-        if ["COMPLETED", "FAILED", "ABORTED"].contains(&execution["status"].as_str().unwrap_or_default()) {
-            return execution;
-        }
-        assert!(Instant::now() < until, "execution {id} never finished: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let execution = &body["data"]["execution"];
+        ["COMPLETED", "FAILED", "ABORTED"]
+            .contains(&execution["status"].as_str().unwrap_or_default())
+            .then(|| execution.clone())
+    })
+    .await
 }
 
 fn problems(body: &Value) -> String {

@@ -10,12 +10,10 @@ mod mcp_client;
 #[path = "common/server.rs"]
 mod server;
 
-use std::time::Duration;
-
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::{Value, json};
 
-use server::TestServer;
+use server::{PATIENCE, TestServer, wait_until};
 
 const DEPLOY: &str = "mutation($input: DeployRuntimeInput!) { deployRuntime(input: $input) { id version package } }";
 const EXECUTE: &str = "mutation($input: ExecutePlaybookInput!) { executePlaybook(input: $input) { id } }";
@@ -47,18 +45,15 @@ async fn deploy_desk(server: &TestServer) {
 async fn start_parent(server: &TestServer) -> (String, String) {
     let input = json!({"input": {"runtimeId": "desk-v1", "playbook": "parent"}});
     let parent = server.data(EXECUTE, input).await["executePlaybook"]["id"].as_str().expect("id").to_owned();
-    for _ in 0..500 {
+    let child = wait_until(PATIENCE, "the child to wait", || async {
         let data = server
             .data("query($id: ID!) { execution(id: $id) { children { id status } } }", json!({"id": parent}))
             .await;
-        if let Some(child) = data["execution"]["children"].as_array().and_then(|children| children.first())
-            && child["status"] == "WAITING"
-        {
-            return (parent, child["id"].as_str().expect("child id").to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the child never waited");
+        let child = data["execution"]["children"].as_array().and_then(|children| children.first()).cloned()?;
+        (child["status"] == "WAITING").then(|| child["id"].as_str().expect("child id").to_owned())
+    })
+    .await;
+    (parent, child)
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod mcp_client;
 mod server;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use server::GraphQLWs;
+use server::{GraphQLWs, PATIENCE, wait_until};
 
 struct Replica {
     base: String,
@@ -70,7 +71,7 @@ async fn graphql(client: &reqwest::Client, base: &str, query: &str, variables: V
 }
 
 async fn wait_status(client: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
-    for _ in 0..1500 {
+    wait_until(Duration::from_secs(30), &format!("{id} to become {status}"), || async {
         let data = graphql(
             client,
             base,
@@ -78,12 +79,9 @@ async fn wait_status(client: &reqwest::Client, base: &str, id: &str, status: &st
             json!({"id": id}),
         )
         .await;
-        if data["execution"]["status"] == status {
-            return data["execution"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{id} never became {status}");
+        (data["execution"]["status"] == status).then(|| data["execution"].clone())
+    })
+    .await
 }
 
 /// History is gapless and, since nobody steered these executions, no step completed twice.
@@ -140,7 +138,7 @@ async fn three_replicas_share_work_events_and_answers() {
     }
     // Every answer is given on replica 2.
     for id in &ids {
-        let intervention = loop {
+        let intervention = wait_until(PATIENCE, &format!("{id} to wait for the cook"), || async {
             let data = graphql(
                 &client,
                 &replicas[2].base,
@@ -148,11 +146,9 @@ async fn three_replicas_share_work_events_and_answers() {
                 json!({"id": id}),
             )
             .await;
-            if let Some(found) = data["execution"]["interventions"][0]["id"].as_str() {
-                break found.to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+            data["execution"]["interventions"][0]["id"].as_str().map(str::to_owned)
+        })
+        .await;
         graphql(
             &client,
             &replicas[2].base,
@@ -183,12 +179,15 @@ async fn a_killed_replicas_work_is_finished_by_the_others() {
     };
     // A slow receiver, so that the doomed replica is mid-step when it dies.
     let keys = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-    let seen = keys.clone();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (seen, counted) = (keys.clone(), arrived.clone());
     let router = axum::Router::new().route(
         "/crm/accounts",
         post(move |headers: HeaderMap, Json(body): Json<Value>| {
-            let seen = seen.clone();
+            let (seen, counted) = (seen.clone(), counted.clone());
             async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // The slowness is the point: the replica dies while calls are in flight.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let key =
                     headers.get("idempotency-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
@@ -226,8 +225,9 @@ async fn a_killed_replicas_work_is_finished_by_the_others() {
         .await;
         ids.push(data["executePlaybook"]["id"].as_str().expect("id").to_owned());
     }
-    // Let the doomed replica claim the work and start its calls, then SIGKILL it.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Once the doomed replica has claimed work and its calls are in flight, SIGKILL it.
+    wait_until(PATIENCE, "a webhook call to arrive", || async { (arrived.load(Ordering::SeqCst) > 0).then_some(()) })
+        .await;
     doomed.child.start_kill().expect("SIGKILL");
     let _ = doomed.child.wait().await;
     for id in &ids {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod wait;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use orgata::engine::{
 };
 use orgata::package::load::{Format, load_document};
 use orgata::package::load_path;
+
+pub use wait::{PATIENCE, wait_until};
 
 pub struct Harness {
     pub engine: Engine,

@@ -3,12 +3,20 @@
 
 #![allow(dead_code)]
 
+#[path = "wait.rs"]
+pub mod wait;
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub use wait::{PATIENCE, wait_until};
+
+/// The selection of a pending intervention that tests read.
+const PENDING: &str = "query($id: ID!) { execution(id: $id) { status interventions(status: PENDING) { id step kind role prompt formSchema fields { name type enum widget required } allowedActions answerable } } }";
 
 pub struct TestServer {
     pub base: String,
@@ -60,16 +68,12 @@ impl TestServer {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..500 {
-            if let Ok(response) = self.client.get(format!("{}/readyz", self.base)).send().await
-                && response.status().is_success()
-            {
-                // The examples deploy before the listener serves, so they are there now.
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the server never became ready");
+        // The examples deploy before the listener serves, so they are there once it is ready.
+        wait_until(Duration::from_secs(10), "the server to become ready", || async {
+            let response = self.client.get(format!("{}/readyz", self.base)).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
     }
 
     /// Runs `orgata keys …` on the server's database; returns its standard output.
@@ -100,26 +104,53 @@ impl TestServer {
 
     /// Runs a GraphQL document as the holder of `token`; returns the whole response body.
     pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/graphql", self.base))
-            .bearer_auth(token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .expect("request sent");
-        response.json().await.expect("JSON body")
+        self.graphql_by(Some(token), query, variables).await
+    }
+
+    /// Runs a GraphQL document as the holder of `token`, or as the loopback developer without
+    /// one; returns the whole response body, whatever the HTTP status.
+    pub async fn graphql_by(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.post_graphql(token, query, variables).await.json().await.expect("JSON body")
+    }
+
+    async fn post_graphql(&self, token: Option<&str>, query: &str, variables: Value) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}/graphql", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.json(&json!({"query": query, "variables": variables})).send().await.expect("request sent")
+    }
+
+    /// Starts a classic pbj-sandwich on `runtime` (`kitchen-v1` is the development example) as
+    /// the holder of `token`, or the loopback developer; returns its id. It runs until the cook
+    /// is asked for the jelly.
+    pub async fn start_pbj(&self, token: Option<&str>, runtime: &str) -> String {
+        let body = self
+            .graphql_by(
+                token,
+                "mutation($runtime: String!) { executePlaybook(input: {runtimeId: $runtime, playbook: \"pbj-sandwich\", input: {sandwichType: \"classic\"}}) { id } }",
+                json!({"runtime": runtime}),
+            )
+            .await;
+        body["data"]["executePlaybook"]["id"].as_str().unwrap_or_else(|| panic!("pbj started: {body}")).to_owned()
+    }
+
+    /// The pending intervention of execution `id` once it waits for one, as the holder of
+    /// `token` (or the loopback developer) sees it: `id step kind role prompt formSchema fields
+    /// allowedActions answerable`.
+    pub async fn pending_intervention(&self, token: Option<&str>, id: &str) -> Value {
+        wait_until(PATIENCE, &format!("execution {id} to wait on an intervention"), || async {
+            let body = self.graphql_by(token, PENDING, json!({"id": id})).await;
+            let execution = &body["data"]["execution"];
+            let first = &execution["interventions"][0];
+            (execution["status"] == "WAITING" && first.is_object()).then(|| first.clone())
+        })
+        .await
     }
 
     /// Runs a GraphQL document over HTTP POST; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/graphql", self.base))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .expect("request sent");
+        let response = self.post_graphql(None, query, variables).await;
         assert!(response.status().is_success(), "HTTP {}", response.status());
         response.json().await.expect("JSON body")
     }
@@ -139,20 +170,17 @@ impl TestServer {
 
     /// Polls an execution until its status is one of `statuses`.
     pub async fn wait_status(&self, id: &str, statuses: &[&str]) -> Value {
-        for _ in 0..1000 {
+        wait_until(PATIENCE, &format!("execution {id} to be one of {statuses:?}"), || async {
             let data = self
                 .data(
                     "query($id: ID!) { execution(id: $id) { id status currentStep output lastSeq } }",
                     json!({"id": id}),
                 )
                 .await;
-            let execution = data["execution"].clone();
-            if statuses.iter().any(|status| execution["status"] == *status) {
-                return execution;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("execution {id} never reached {statuses:?}");
+            let execution = &data["execution"];
+            statuses.iter().any(|status| execution["status"] == *status).then(|| execution.clone())
+        })
+        .await
     }
 }
 
@@ -212,6 +240,11 @@ impl GraphQLWs {
         assert_eq!(message["type"], expected, "{message}");
         assert!(message["payload"].get("errors").is_none_or(Value::is_null), "{message}");
         message["payload"]["data"].clone()
+    }
+
+    /// The next message if one arrives within `wait`, whatever it is.
+    pub async fn next_message_within(&mut self, wait: Duration) -> Option<Value> {
+        tokio::time::timeout(wait, self.receive()).await.ok()
     }
 
     /// The next message, whatever it is.

@@ -73,3 +73,76 @@ pub(super) async fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::engine::transition::tests::World;
+    use crate::engine::{Command, ErrorCode, EventType, ExecutionStatus, InterventionId, InterventionStatus};
+
+    #[tokio::test]
+    async fn respond_completes_the_step_with_the_answer() {
+        let world = World::start().await;
+        let waiting = world.in_status(ExecutionStatus::Waiting).await;
+        let intervention = world.the_pending(waiting.id).await;
+        let answer = |response| Command::Respond {
+            intervention_id: intervention.id,
+            response,
+            notes: Some("checked twice".into()),
+        };
+        let invalid = world.assert_refused(waiting.id, answer(json!({"answer": "x"})), ErrorCode::BadInput).await;
+        assert_eq!(invalid.field_errors()[0].pointer, "/answer");
+        let unknown = Command::Respond { intervention_id: InterventionId::new(), response: json!({}), notes: None };
+        world.assert_refused(waiting.id, unknown, ErrorCode::NotFound).await;
+
+        let done = world.act(waiting.id, answer(json!({"answer": 41}))).await.expect("answered");
+        // The last step needs nothing outside the database, so it ran before the answer returned.
+        assert_eq!(done.status, ExecutionStatus::Completed);
+        assert_eq!(done.output, Some(json!({"sum": 42})));
+        assert_eq!(done.steps["ask"], json!({"answer": 41}));
+
+        let events = world.events_after(waiting.id, waiting.last_seq).await;
+        let resolved = &events[0];
+        assert_eq!((resolved.event_type, resolved.actor.as_str()), (EventType::InterventionResolved, "admin"));
+        assert_eq!(resolved.step.as_deref(), Some("ask"));
+        assert_eq!(
+            resolved.payload,
+            json!({"interventionId": intervention.id.to_string(), "kind": "TASK", "response": {"answer": 41}, "notes": "checked twice"})
+        );
+        let completed = &events[1];
+        assert_eq!((completed.event_type, completed.step.as_deref()), (EventType::StepCompleted, Some("ask")));
+        assert_eq!(completed.payload["output"], json!({"answer": 41}));
+        assert_eq!(completed.actor, "admin", "the person who answered completed the step");
+        assert_eq!(events.last().map(|event| event.event_type), Some(EventType::ExecutionCompleted));
+
+        let resolved = world.intervention(intervention.id).await;
+        assert_eq!(resolved.status, InterventionStatus::Resolved);
+        assert_eq!(resolved.response, Some(json!({"answer": 41})));
+        assert_eq!(resolved.resolved_by.as_deref(), Some("admin"));
+        let checkpoints = world.checkpoints(waiting.id).await;
+        let after_ask =
+            checkpoints.iter().find(|checkpoint| checkpoint.step_index == 2).expect("a checkpoint after ask");
+        assert_eq!(after_ask.steps["ask"], json!({"answer": 41}));
+
+        // Answering again is refused: the execution is finished.
+        world.assert_refused(waiting.id, answer(json!({"answer": 1})), ErrorCode::Conflict).await;
+    }
+
+    /// An intervention closed by a move (here RETRY asks again) cannot be answered any more.
+    #[tokio::test]
+    async fn respond_refuses_an_intervention_that_is_no_longer_pending() {
+        let world = World::start().await;
+        let waiting = world.in_status(ExecutionStatus::Waiting).await;
+        let first = world.the_pending(waiting.id).await;
+        world.act(waiting.id, Command::Retry).await.expect("asked again");
+        let second = world.the_pending(waiting.id).await;
+        assert_ne!(first.id, second.id);
+        let stale = Command::Respond { intervention_id: first.id, response: json!({"answer": 1}), notes: None };
+        world.assert_refused(waiting.id, stale, ErrorCode::Conflict).await;
+
+        let running = world.in_status(ExecutionStatus::Running).await;
+        let early = Command::Respond { intervention_id: second.id, response: json!({"answer": 1}), notes: None };
+        world.assert_refused(running.id, early, ErrorCode::Conflict).await;
+    }
+}
