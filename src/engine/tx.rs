@@ -41,7 +41,7 @@ pub(crate) struct Tx {
     pending_bytes: usize,
     wake: Vec<String>,
     /// Finished children's outcomes for their parents, delivered as the transaction settles.
-    reports: Vec<crate::engine::progress::ChildReport>,
+    reports: Vec<crate::engine::children::ChildReport>,
 }
 
 impl Tx {
@@ -214,8 +214,8 @@ impl Tx {
 
     /// Queues a finished child's outcome for the parent waiting on it (if it has one); the
     /// settle loop delivers it before the transaction commits.
-    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: crate::engine::progress::ChildOutcome) {
-        if let Some(report) = crate::engine::progress::ChildReport::of(child, outcome) {
+    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: crate::engine::children::ChildOutcome) {
+        if let Some(report) = crate::engine::children::ChildReport::of(child, outcome) {
             self.reports.push(report);
         }
     }
@@ -284,7 +284,7 @@ impl Tx {
             // Reports first: a parent's row must be current before it is advanced again.
             if let Some(report) = self.reports.pop() {
                 let parent_id = report.parent_id.clone();
-                crate::engine::progress::deliver(self, report).await?;
+                crate::engine::children::deliver(self, report).await?;
                 // The caller's copy of the parent (if it read one) is stale now.
                 moved.remove(&parent_id);
                 if let Some(row) = execution::Entity::find_by_id(parent_id.clone()).one(self.db()).await? {
