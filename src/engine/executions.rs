@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::engine::access::{Access, Resource, authorize, readable};
 use crate::engine::types::{Checkpoint, Environment, Event, Execution, ExecutionId, ExecutionStatus, Mode, Principal};
-use crate::engine::{Engine, Error, Inner, Result, events, progress, records, tx};
+use crate::engine::{Engine, Error, Inner, Result, advance, events, progress, records, tx};
 use crate::store::entity::{checkpoint, execution};
 
 /// What to run.
@@ -85,8 +85,8 @@ impl Engine {
                 }
             };
             // The first steps run inline at commit; answer with where they left it.
-            let moved = tx.commit_reading(Some(&row.id)).await?;
-            Ok::<_, Error>(moved.unwrap_or(row))
+            let moved = advance::commit(tx).await?;
+            Ok::<_, Error>(moved.latest(row))
         }
         .await;
         let row = match created {

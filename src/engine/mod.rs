@@ -7,6 +7,7 @@
 //! [`interventions`]; [`queue`] hands executions to the workers.
 
 pub mod access;
+mod advance;
 pub mod agent;
 pub mod auth;
 mod cache;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::engine::tx::Tx;
 use crate::engine::types::{Event, EventType, ExecutionStatus, Principal};
-use crate::engine::{Error, Inner, Result, progress, worker};
+use crate::engine::{Error, Inner, Result, advance, progress, worker};
 
 /// How many times working one execution may fail inside the engine (not in its steps) before
 /// it is failed as poison rather than retried.
@@ -161,7 +161,7 @@ pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -
     let failed = progress::fail_execution(&mut tx, &mut row, reason, Principal::SYSTEM).await;
     let committed = match failed {
         Ok(()) => match tx.save(row).await {
-            Ok(()) => tx.commit().await,
+            Ok(()) => advance::commit(tx).await.map(drop),
             Err(error) => {
                 tx.abandon().await;
                 Err(error)
@@ -187,7 +187,7 @@ pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -
     match alone {
         Ok(()) => {
             tx.save(row).await?;
-            tx.commit().await
+            advance::commit(tx).await.map(drop)
         }
         Err(error) => {
             tx.abandon().await;

@@ -13,7 +13,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::progress;
 use crate::engine::tx::Tx;
 use crate::engine::types::ExecutionStatus;
-use crate::engine::{Inner, WorkFailure};
+use crate::engine::{Inner, WorkFailure, advance};
 use crate::store::entity::execution;
 
 /// Runs the sweeper until the engine stops.
@@ -153,7 +153,7 @@ async fn expire_one(engine: &Arc<Inner>, id: &str) -> Result<()> {
     match expired {
         Ok(true) => {
             tx.save(row).await?;
-            tx.commit().await
+            advance::commit(tx).await.map(drop)
         }
         Ok(false) => {
             tx.abandon().await;

@@ -1,5 +1,8 @@
-//! One transition = one database transaction: append the events, update the execution and
-//! intervention rows, commit, and only then publish the events and wake the workers.
+//! One transition = one database transaction, a plain unit of work: lock the execution row,
+//! append events with the next `seq`, record checkpoints, save rows; at commit, write the
+//! history and checkpoints in multi-row inserts, commit, and only then publish the events and
+//! hand the woken executions to the workers. Carrying woken executions further before the
+//! commit is `advance`'s job.
 
 use std::sync::Arc;
 
@@ -9,9 +12,9 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
 };
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
 use crate::engine::Inner;
+use crate::engine::children::{ChildOutcome, ChildReport};
 use crate::engine::error::{Error, Result};
 use crate::engine::records;
 use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
@@ -39,9 +42,11 @@ pub(crate) struct Tx {
     /// [`Tx::PENDING_BYTES`], so a long run of steps over a large state is many transactions
     /// of bounded size, not one whose memory grows with steps × state.
     pending_bytes: usize,
+    /// Executions to move on: `advance` runs their inline steps before the commit; the commit
+    /// hands what is left to the workers.
     wake: Vec<String>,
-    /// Finished children's outcomes for their parents, delivered as the transaction settles.
-    reports: Vec<crate::engine::children::ChildReport>,
+    /// Finished children's outcomes for their parents, delivered by `advance` before commit.
+    reports: Vec<ChildReport>,
 }
 
 impl Tx {
@@ -79,6 +84,11 @@ impl Tx {
         {
             tracing::warn!(%error, "rolling back a transaction failed");
         }
+    }
+
+    /// The execution row as this transaction sees it, without locking it again.
+    pub(crate) async fn read_row(&self, id: &str) -> Result<Option<Row>> {
+        Ok(execution::Entity::find_by_id(id.to_owned()).one(self.db()).await?)
     }
 
     /// The open transaction.
@@ -205,111 +215,44 @@ impl Tx {
         Ok(result.rows_affected)
     }
 
-    /// Asks for this execution to be moved on before the transaction commits: its steps that
-    /// need nothing outside the database run inline (see `worker::advance_inline`); a worker
-    /// takes the rest once the transaction has committed.
+    /// Asks for this execution to be moved on: before the commit, `advance` runs its steps
+    /// that need nothing outside the database; a worker takes the rest once the transaction
+    /// has committed.
     pub(crate) fn wake(&mut self, id: &str) {
         self.wake.push(id.to_owned());
-    }
-
-    /// Queues a finished child's outcome for the parent waiting on it (if it has one); the
-    /// settle loop delivers it before the transaction commits.
-    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: crate::engine::children::ChildOutcome) {
-        if let Some(report) = crate::engine::children::ChildReport::of(child, outcome) {
-            self.reports.push(report);
-        }
     }
 
     pub(crate) fn unwake(&mut self, id: &str) {
         self.wake.retain(|woken| woken != id);
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.commit_reading(None).await.map(drop)
+    /// The execution woken last, taken off the list.
+    pub(crate) fn next_woken(&mut self) -> Option<String> {
+        self.wake.pop()
     }
 
-    /// Commits, first running the woken executions' inline steps. Returns the row of execution
-    /// `read` as it stands at commit if those steps moved it (the caller's copy is then stale).
-    pub(crate) async fn commit_reading(mut self, read: Option<&str>) -> Result<Option<Row>> {
-        let moved = match self.settle().await {
-            Ok(moved) => moved,
-            Err(error) => {
-                self.abandon().await;
-                return Err(error);
-            }
-        };
-        if let Err(error) = self.write_pending().await {
-            self.abandon().await;
-            return Err(error);
+    /// Queues a finished child's outcome for the parent waiting on it (if it has one);
+    /// `advance` delivers it before the transaction commits.
+    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: ChildOutcome) {
+        if let Some(report) = ChildReport::of(child, outcome) {
+            self.reports.push(report);
         }
-        if let Some(db) = self.db.take() {
-            if self.engine.store.backend() == crate::store::Backend::Postgres {
-                // Delivered at commit, to every replica's listener (see `engine::replicas`).
-                for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
-                    let notified = sea_orm::ConnectionTrait::execute_raw(
-                        db.db(),
-                        sea_orm::Statement::from_sql_and_values(
-                            sea_orm::DbBackend::Postgres,
-                            "SELECT pg_notify($1, $2)",
-                            [self.engine.notify_channel().into(), payload.into()],
-                        ),
-                    )
-                    .await;
-                    if let Err(error) = notified {
-                        let _ = db.rollback().await;
-                        return Err(error.into());
-                    }
-                }
-            }
-            db.commit().await?;
-        }
-        for event in std::mem::take(&mut self.events) {
-            self.engine.publish(event);
-        }
-        for id in std::mem::take(&mut self.wake) {
-            self.engine.enqueue(&id);
-        }
-        Ok(read.and_then(|id| moved.into_iter().find(|(moved, _)| moved == id).map(|(_, row)| row)))
     }
 
-    /// Runs the inline steps of every woken execution (and of those they wake: a child, its
-    /// parent), within one budget, and delivers finished children's outcomes to their parents;
-    /// leaves in `wake` only what needs a worker. A work list: nothing here recurses, however
-    /// deep executions nest.
-    async fn settle(&mut self) -> Result<Vec<(String, Row)>> {
-        let mut budget = crate::engine::worker::INLINE_STEPS;
-        let mut for_workers: Vec<String> = Vec::new();
-        let mut moved: HashMap<String, Row> = HashMap::new();
-        loop {
-            // Reports first: a parent's row must be current before it is advanced again.
-            if let Some(report) = self.reports.pop() {
-                let parent_id = report.parent_id.clone();
-                crate::engine::children::deliver(self, report).await?;
-                // The caller's copy of the parent (if it read one) is stale now.
-                moved.remove(&parent_id);
-                if let Some(row) = execution::Entity::find_by_id(parent_id.clone()).one(self.db()).await? {
-                    moved.insert(parent_id, row);
-                }
-                continue;
-            }
-            let Some(id) = self.wake.pop() else { break };
-            if for_workers.contains(&id) {
-                continue;
-            }
-            let (row, needs_worker) = crate::engine::worker::advance_inline(self, &id, &mut budget).await?;
-            if needs_worker {
-                for_workers.push(id.clone());
-            }
-            if let Some(row) = row {
-                moved.insert(id, row);
-            }
-        }
-        self.wake = for_workers;
-        Ok(moved.into_iter().collect())
+    /// The child's report queued last, taken off the list.
+    pub(crate) fn next_report(&mut self) -> Option<ChildReport> {
+        self.reports.pop()
     }
 
-    /// Writes the history rows and checkpoints this transaction appended, in few statements.
+    /// Writes what the transaction appended (history rows and checkpoints, in few statements)
+    /// and, on PostgreSQL, the NOTIFY that other replicas' listeners receive at commit.
     async fn write_pending(&mut self) -> Result<()> {
+        if !self.reports.is_empty() {
+            // A report left here would leave its parent waiting forever.
+            return Err(Error::Internal(
+                "a transaction with undelivered child reports must commit through `advance::run`".to_owned(),
+            ));
+        }
         // Moved into the statements chunk by chunk, not cloned: they can be large.
         let mut events = std::mem::take(&mut self.pending_events);
         while !events.is_empty() {
@@ -328,6 +271,40 @@ impl Tx {
                 .await?;
         }
         self.pending_bytes = 0;
+        if self.engine.store.backend() == crate::store::Backend::Postgres {
+            // Delivered at commit, to every replica's listener (see `engine::replicas`).
+            for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
+                sea_orm::ConnectionTrait::execute_raw(
+                    self.db(),
+                    sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [self.engine.notify_channel().into(), payload.into()],
+                    ),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits; once the work is durable, publishes the events and hands the woken executions
+    /// to the workers. A transition commits through `advance::commit`, which first carries
+    /// what it woke further.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        if let Err(error) = self.write_pending().await {
+            self.abandon().await;
+            return Err(error);
+        }
+        if let Some(db) = self.db.take() {
+            db.commit().await?;
+        }
+        for event in std::mem::take(&mut self.events) {
+            self.engine.publish(event);
+        }
+        for id in std::mem::take(&mut self.wake) {
+            self.engine.enqueue(&id);
+        }
         Ok(())
     }
 }

@@ -9,7 +9,6 @@ use chrono::Utc;
 use sea_orm::EntityTrait;
 use serde_json::json;
 
-use crate::engine::Inner;
 use crate::engine::agent::AgentRequest;
 use crate::engine::definition::CompiledStep;
 use crate::engine::error::Result;
@@ -19,12 +18,9 @@ use crate::engine::sweeper::{claim, release};
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
 use crate::engine::webhook;
+use crate::engine::{Inner, advance};
 use crate::package::StepKind;
 use crate::store::entity::execution;
-
-/// The most steps one transaction runs inline before leaving the rest to a worker (which also
-/// happens once the transaction's pending rows are large: [`Tx::is_full`]).
-pub(crate) const INLINE_STEPS: usize = 256;
 
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
 pub(crate) async fn drive(engine: &Arc<Inner>, id: &str) -> Result<()> {
@@ -66,7 +62,7 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
             },
         };
         // Commit only if nobody moved the execution while the step ran; the commit runs the
-        // steps that follow inline (see `advance_inline`).
+        // steps that follow inline (see `advance`).
         let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? else { continue };
         let applied = match step {
             Some(step) => apply(&mut tx, &mut row, &definition, &playbook, step, outcome).await,
@@ -78,43 +74,8 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         }
         renew(engine, &mut row);
         tx.save(row).await?;
-        tx.commit().await?;
+        advance::commit(tx).await?;
     }
-}
-
-/// Runs, inside `tx`, the steps of execution `id` that need nothing outside the database
-/// (transforms, conditions, parking on a person, starting a child), until it parks, finishes,
-/// reaches a call (a webhook or a model: `true`, a worker's job) or spends `budget`. The
-/// transaction that woke the execution thus commits its progress to the next durable stop in
-/// one go. Returns the row if it moved.
-pub(crate) async fn advance_inline(tx: &mut Tx, id: &str, budget: &mut usize) -> Result<(Option<Row>, bool)> {
-    let engine = tx.engine.clone();
-    let mut row = tx.lock_row(id).await?;
-    let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
-    let playbook = definition.playbook(&row.playbook)?.clone();
-    let mut moved = false;
-    let needs_worker = loop {
-        tx.unwake(id);
-        if row.status != ExecutionStatus::Running.as_str() {
-            break false;
-        }
-        if row.wake_at.is_some_and(|wake_at| wake_at > tx.now) || *budget == 0 || tx.is_full() {
-            break true;
-        }
-        *budget -= 1;
-        match playbook.steps.get(row.current_step_index as usize) {
-            None => progress::finish(tx, &mut row, &playbook).await?,
-            Some(step) => match prepare(&engine, &definition, step, &row)? {
-                Prepared::Ready(outcome) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
-                Prepared::Call(_) => break true,
-            },
-        }
-        moved = true;
-    };
-    if moved {
-        tx.save(row.clone()).await?;
-    }
-    Ok((moved.then_some(row), needs_worker))
 }
 
 fn renew(engine: &Inner, row: &mut Row) {
@@ -169,6 +130,6 @@ async fn started(engine: &Arc<Inner>, row: &Row, step: &CompiledStep) -> Result<
     }
     renew(engine, &mut current);
     tx.save(current).await?;
-    tx.commit().await?;
+    advance::commit(tx).await?;
     Ok(true)
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::engine::Inner;
 use crate::engine::access::{Access, Resource, authorize, authorize_steering, may_steer};
 use crate::engine::error::{Error, Result};
 use crate::engine::progress::status;
@@ -25,6 +24,7 @@ use crate::engine::tx::Tx;
 use crate::engine::types::{
     Action, Execution, ExecutionId, ExecutionStatus, Intervention, InterventionId, InterventionStatus, Principal,
 };
+use crate::engine::{Inner, advance};
 
 use ExecutionStatus::{Failed, Paused, Running, Waiting};
 
@@ -134,7 +134,7 @@ pub(crate) async fn apply(
             let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
             tx.save(row.clone()).await?;
             // The steps that follow run inline at commit; answer with where they left it.
-            let row = tx.commit_reading(Some(&row.id)).await?.unwrap_or(row);
+            let row = advance::commit(tx).await?.latest(row);
             records::execution(&row, &step_names)
         }
         Err(error) => {
