@@ -28,17 +28,14 @@ impl Moved {
     }
 }
 
-/// Carries every execution `tx` woke to its next durable stop, then commits.
-pub(crate) async fn commit(mut tx: Tx) -> Result<Moved> {
-    let moved = match settle(&mut tx).await {
-        Ok(moved) => moved,
-        Err(error) => {
-            tx.abandon().await;
-            return Err(error);
-        }
+/// Runs `work` in `tx`, carries every execution it woke to its next durable stop, and
+/// commits. If anything fails, the transaction is rolled back once, at once (see [`Tx::end`]).
+pub(crate) async fn run<T>(mut tx: Tx, work: impl AsyncFnOnce(&mut Tx) -> Result<T>) -> Result<(T, Moved)> {
+    let outcome = match work(&mut tx).await {
+        Ok(value) => settle(&mut tx).await.map(|moved| (value, moved)),
+        Err(error) => Err(error),
     };
-    tx.commit().await?;
-    Ok(moved)
+    tx.end(outcome).await
 }
 
 /// Runs the inline steps of every woken execution (and of those they wake: a child, its

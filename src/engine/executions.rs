@@ -61,31 +61,26 @@ impl Engine {
         }
         let runtime = &definition.runtime;
         let created = async {
-            let mut tx = tx::Tx::begin(&self.inner).await?;
-            let created = progress::create_execution(
-                &mut tx,
-                progress::NewExecution {
-                    runtime_id: &runtime.id,
-                    runtime_version: runtime.version,
-                    environment: runtime.environment.as_str(),
-                    playbook: &playbook,
-                    input: request.input.clone(),
-                    mode: request.mode,
-                    started_by: &principal.id,
-                    idempotency_key: request.idempotency_key.clone(),
-                    parent: None,
-                },
-            )
-            .await;
-            let row = match created {
-                Ok(row) => row,
-                Err(error) => {
-                    tx.abandon().await;
-                    return Err(error);
-                }
-            };
+            let tx = tx::Tx::begin(&self.inner).await?;
+            let (row, moved) = advance::run(tx, async |tx| {
+                progress::create_execution(
+                    tx,
+                    progress::NewExecution {
+                        runtime_id: &runtime.id,
+                        runtime_version: runtime.version,
+                        environment: runtime.environment.as_str(),
+                        playbook: &playbook,
+                        input: request.input.clone(),
+                        mode: request.mode,
+                        started_by: &principal.id,
+                        idempotency_key: request.idempotency_key.clone(),
+                        parent: None,
+                    },
+                )
+                .await
+            })
+            .await?;
             // The first steps run inline at commit; answer with where they left it.
-            let moved = advance::commit(tx).await?;
             Ok::<_, Error>(moved.latest(row))
         }
         .await;

@@ -349,6 +349,12 @@ pub(crate) fn current_step<'p>(row: &Row, playbook: &'p CompiledPlaybook, action
     })
 }
 
+/// Whether a WAITING execution's deadline (its AGENT intervention's; see
+/// `request_intervention`) has passed at `now`.
+pub(crate) fn deadline_passed(row: &Row, now: chrono::DateTime<chrono::Utc>) -> bool {
+    row.status == ExecutionStatus::Waiting.as_str() && row.wake_at.is_some_and(|wake_at| wake_at <= now)
+}
+
 /// An AGENT intervention nobody answered in time: it is cancelled and the step fails, so its
 /// `on_failure` applies (retry, a person, or failing the execution).
 pub(crate) async fn expire(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook) -> Result<bool> {

@@ -9,7 +9,7 @@ use futures::FutureExt;
 
 use serde_json::json;
 
-use crate::engine::tx::Tx;
+use crate::engine::tx::{Row, Tx};
 use crate::engine::types::{Event, EventType, ExecutionStatus, Principal};
 use crate::engine::{Error, Inner, Result, advance, progress, worker};
 
@@ -152,46 +152,25 @@ impl Inner {
 /// waiting on it sees its step fail; if even that fails, the execution alone is marked
 /// FAILED with its reason, so that nothing picks it up again.
 pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -> Result<()> {
-    let (mut tx, mut row) = Tx::lock(engine, id).await?;
-    if progress::status(&row)?.is_finished() {
-        tx.abandon().await;
-        return Ok(());
-    }
-    row.epoch += 1;
-    let failed = progress::fail_execution(&mut tx, &mut row, reason, Principal::SYSTEM).await;
-    let committed = match failed {
-        Ok(()) => match tx.save(row).await {
-            Ok(()) => advance::commit(tx).await.map(drop),
-            Err(error) => {
-                tx.abandon().await;
-                Err(error)
-            }
-        },
-        Err(error) => {
-            tx.abandon().await;
-            Err(error)
-        }
-    };
-    let Err(error) = committed else { return Ok(()) };
+    let unfinished = |row: &Row| Ok(!progress::status(row)?.is_finished());
+    let Some((tx, mut row)) = Tx::lock_if(engine, id, unfinished).await? else { return Ok(()) };
+    let failed = advance::run(tx, async |tx| {
+        row.epoch += 1;
+        progress::fail_execution(tx, &mut row, reason, Principal::SYSTEM).await?;
+        tx.save(row).await
+    })
+    .await;
+    let Err(error) = failed else { return Ok(()) };
     tracing::error!(execution_id = id, %error, "failing a poison execution with its parent failed; failing it alone");
-    let (mut tx, mut row) = Tx::lock(engine, id).await?;
-    row.epoch += 1;
-    row.error = Some(reason.to_owned());
-    progress::set_status(&mut row, ExecutionStatus::Failed);
-    let alone = async {
+    let (tx, mut row) = Tx::lock(engine, id).await?;
+    advance::run(tx, async |tx| {
+        row.epoch += 1;
+        row.error = Some(reason.to_owned());
+        progress::set_status(&mut row, ExecutionStatus::Failed);
         tx.cancel_interventions(&row.id).await?;
         tx.record(&mut row, EventType::ExecutionFailed, Principal::SYSTEM, None, json!({"error": reason})).await?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    match alone {
-        Ok(()) => {
-            tx.save(row).await?;
-            advance::commit(tx).await.map(drop)
-        }
-        Err(error) => {
-            tx.abandon().await;
-            Err(error)
-        }
-    }
+        tx.save(row).await
+    })
+    .await?;
+    Ok(())
 }

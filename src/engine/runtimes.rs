@@ -89,55 +89,56 @@ impl Engine {
         environment: Environment,
         package: &Package,
     ) -> Result<Runtime> {
-        let tx = tx::Tx::begin(&self.inner).await?;
-        let latest = runtime::Entity::find()
-            .filter(runtime::Column::Id.eq(runtime_id))
-            .order_by_desc(runtime::Column::Version)
-            .one(tx.db())
-            .await?;
-        if let Some(latest) = &latest {
-            let existing: Environment = records::parse(&latest.environment)?;
-            if existing != environment {
-                tx.abandon().await;
-                return Err(Error::EnvironmentMismatch {
-                    runtime: runtime_id.to_owned(),
-                    existing,
-                    requested: environment,
-                });
+        let (runtime, compiled) = tx::Tx::run(&self.inner, async |tx| {
+            let latest = runtime::Entity::find()
+                .filter(runtime::Column::Id.eq(runtime_id))
+                .order_by_desc(runtime::Column::Version)
+                .one(tx.db())
+                .await?;
+            if let Some(latest) = &latest {
+                let existing: Environment = records::parse(&latest.environment)?;
+                if existing != environment {
+                    return Err(Error::EnvironmentMismatch {
+                        runtime: runtime_id.to_owned(),
+                        existing,
+                        requested: environment,
+                    });
+                }
+                // Otherwise any package could take over a runtime and become its next version.
+                if latest.package_name != package.package {
+                    return Err(Error::RuntimeTaken {
+                        runtime: runtime_id.to_owned(),
+                        existing: latest.package_name.clone(),
+                        requested: package.package.clone(),
+                    });
+                }
             }
-            // Otherwise any package could take over a runtime and become its next version.
-            if latest.package_name != package.package {
-                tx.abandon().await;
-                return Err(Error::RuntimeTaken {
-                    runtime: runtime_id.to_owned(),
-                    existing: latest.package_name.clone(),
-                    requested: package.package.clone(),
-                });
+            // The canonical document (the typed package serialised, so formatting, key order
+            // and YAML versus JSON do not count) decides whether anything changed.
+            let definition = serde_json::to_value(package).map_err(|error| Error::Internal(error.to_string()))?;
+            if let Some(latest) = latest.as_ref().filter(|latest| latest.definition == definition) {
+                return Ok((records::runtime(latest.clone())?, None));
             }
+            let model = runtime::Model {
+                id: runtime_id.to_owned(),
+                version: latest.map_or(1, |latest| latest.version + 1),
+                environment: environment.as_str().to_owned(),
+                package_name: package.package.clone(),
+                package_version: package.version.clone(),
+                definition,
+                deployed_by: principal.id.clone(),
+                deployed_at: Utc::now(),
+            };
+            runtime::Entity::insert(model.clone().into_active_model()).exec_without_returning(tx.db()).await?;
+            let runtime = records::runtime(model)?;
+            // Compiling before commit means a deployed version always compiles.
+            let compiled = Arc::new(Definition::compile(runtime.clone())?);
+            Ok((runtime, Some(compiled)))
+        })
+        .await?;
+        if let Some(compiled) = compiled {
+            self.inner.cache(compiled);
         }
-        // The canonical document (the typed package serialised, so formatting, key order and
-        // YAML versus JSON do not count) decides whether anything changed.
-        let definition = serde_json::to_value(package).map_err(|error| Error::Internal(error.to_string()))?;
-        if let Some(latest) = latest.as_ref().filter(|latest| latest.definition == definition) {
-            tx.commit().await?;
-            return records::runtime(latest.clone());
-        }
-        let model = runtime::Model {
-            id: runtime_id.to_owned(),
-            version: latest.map_or(1, |latest| latest.version + 1),
-            environment: environment.as_str().to_owned(),
-            package_name: package.package.clone(),
-            package_version: package.version.clone(),
-            definition,
-            deployed_by: principal.id.clone(),
-            deployed_at: Utc::now(),
-        };
-        runtime::Entity::insert(model.clone().into_active_model()).exec_without_returning(tx.db()).await?;
-        let runtime = records::runtime(model)?;
-        // Compiling before commit means a deployed version always compiles.
-        let definition = Arc::new(Definition::compile(runtime.clone())?);
-        tx.commit().await?;
-        self.inner.cache(definition);
         Ok(runtime)
     }
 

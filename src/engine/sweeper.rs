@@ -35,80 +35,72 @@ pub(crate) async fn run(engine: Arc<Inner>) {
 pub(crate) async fn claim(engine: &Arc<Inner>, id: &str) -> Result<bool> {
     let now = Utc::now();
     let until = now + chrono::Duration::from_std(engine.config.lease).unwrap_or_default();
-    let tx = Tx::begin(engine).await?;
-    let result = execution::Entity::update_many()
-        .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
-        .col_expr(execution::Column::LeaseUntil, Expr::value(until))
-        .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
-        .filter(
-            Condition::any()
-                .add(execution::Column::LeaseOwner.is_null())
-                .add(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
-                .add(execution::Column::LeaseUntil.lt(now)),
-        )
-        .exec(tx.db())
-        .await;
-    match result {
-        Ok(result) => {
-            tx.commit().await?;
-            Ok(result.rows_affected == 1)
-        }
-        Err(error) => {
-            tx.abandon().await;
-            Err(error.into())
-        }
-    }
+    Tx::run(engine, async |tx| {
+        let result = execution::Entity::update_many()
+            .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
+            .col_expr(execution::Column::LeaseUntil, Expr::value(until))
+            .filter(execution::Column::Id.eq(id))
+            .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
+            .filter(
+                Condition::any()
+                    .add(execution::Column::LeaseOwner.is_null())
+                    .add(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
+                    .add(execution::Column::LeaseUntil.lt(now)),
+            )
+            .exec(tx.db())
+            .await?;
+        Ok(result.rows_affected == 1)
+    })
+    .await
 }
 
 pub(crate) async fn release(engine: &Arc<Inner>, id: &str) -> Result<()> {
-    let tx = Tx::begin(engine).await?;
-    let result = execution::Entity::update_many()
-        .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
-        .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
-        .exec(tx.db())
-        .await;
-    match result {
-        Ok(_) => tx.commit().await,
-        Err(error) => {
-            tx.abandon().await;
-            Err(error.into())
-        }
-    }
+    Tx::run(engine, async |tx| {
+        execution::Entity::update_many()
+            .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .filter(execution::Column::Id.eq(id))
+            .filter(execution::Column::LeaseOwner.eq(engine.replica_id.clone()))
+            .exec(tx.db())
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Claims runnable executions whose lease is free or expired (a replica died, or this one
 /// restarted), `FOR UPDATE SKIP LOCKED` on PostgreSQL so that replicas split the work.
 pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>> {
     let now = Utc::now();
-    let tx = Tx::begin(engine).await?;
-    let rows = execution::Entity::find()
-        .select_only()
-        .column(execution::Column::Id)
-        .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
-        .filter(
-            Condition::any().add(execution::Column::LeaseUntil.is_null()).add(execution::Column::LeaseUntil.lt(now)),
-        )
-        .filter(Condition::any().add(execution::Column::WakeAt.is_null()).add(execution::Column::WakeAt.lte(now)))
-        .order_by_asc(execution::Column::Id)
-        .limit(limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .into_tuple::<String>()
-        .all(tx.db())
-        .await?;
-    if !rows.is_empty() {
-        let until = now + chrono::Duration::from_std(engine.config.lease).unwrap_or_default();
-        execution::Entity::update_many()
-            .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
-            .col_expr(execution::Column::LeaseUntil, Expr::value(until))
-            .filter(execution::Column::Id.is_in(rows.clone()))
-            .exec(tx.db())
+    Tx::run(engine, async |tx| {
+        let rows = execution::Entity::find()
+            .select_only()
+            .column(execution::Column::Id)
+            .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
+            .filter(
+                Condition::any()
+                    .add(execution::Column::LeaseUntil.is_null())
+                    .add(execution::Column::LeaseUntil.lt(now)),
+            )
+            .filter(Condition::any().add(execution::Column::WakeAt.is_null()).add(execution::Column::WakeAt.lte(now)))
+            .order_by_asc(execution::Column::Id)
+            .limit(limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .into_tuple::<String>()
+            .all(tx.db())
             .await?;
-    }
-    tx.commit().await?;
-    Ok(rows)
+        if !rows.is_empty() {
+            let until = now + chrono::Duration::from_std(engine.config.lease).unwrap_or_default();
+            execution::Entity::update_many()
+                .col_expr(execution::Column::LeaseOwner, Expr::value(engine.replica_id.clone()))
+                .col_expr(execution::Column::LeaseUntil, Expr::value(until))
+                .filter(execution::Column::Id.is_in(rows.clone()))
+                .exec(tx.db())
+                .await?;
+        }
+        Ok(rows)
+    })
+    .await
 }
 
 /// How often the sweeper looks for work nobody holds.
@@ -143,25 +135,19 @@ pub(crate) async fn expire(engine: &Arc<Inner>, limit: u64) -> Result<()> {
 }
 
 async fn expire_one(engine: &Arc<Inner>, id: &str) -> Result<()> {
-    let (mut tx, mut row) = Tx::lock(engine, id).await?;
-    let expired = async {
+    // Somebody answered or moved it since the sweeper looked: nothing to expire.
+    let now = Utc::now();
+    let Some((tx, mut row)) = Tx::lock_if(engine, id, |row| Ok(progress::deadline_passed(row, now))).await? else {
+        return Ok(());
+    };
+    advance::run(tx, async |tx| {
         let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
         let playbook = definition.playbook(&row.playbook)?.clone();
-        progress::expire(&mut tx, &mut row, &playbook).await
-    }
-    .await;
-    match expired {
-        Ok(true) => {
+        if progress::expire(tx, &mut row, &playbook).await? {
             tx.save(row).await?;
-            advance::commit(tx).await.map(drop)
         }
-        Ok(false) => {
-            tx.abandon().await;
-            Ok(())
-        }
-        Err(error) => {
-            tx.abandon().await;
-            Err(error)
-        }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(())
 }

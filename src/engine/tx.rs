@@ -1,8 +1,9 @@
 //! One transition = one database transaction, a plain unit of work: lock the execution row,
 //! append events with the next `seq`, record checkpoints, save rows; at commit, write the
 //! history and checkpoints in multi-row inserts, commit, and only then publish the events and
-//! hand the woken executions to the workers. Carrying woken executions further before the
-//! commit is `advance`'s job.
+//! hand the woken executions to the workers. A transaction ends exactly once, through
+//! [`Tx::end`]: committed if its work succeeded, else rolled back at once. Carrying woken
+//! executions further before the commit is `advance`'s job.
 
 use std::sync::Arc;
 
@@ -28,9 +29,9 @@ pub(crate) type Row = execution::Model;
 
 pub(crate) struct Tx {
     pub(crate) engine: Arc<Inner>,
-    /// Open until `commit` or `abandon`; a Tx dropped on an error path rolls back at once
-    /// (see `Drop`), since a dropped SeaORM transaction only queues its rollback and SQLite
-    /// keeps the write lock until then.
+    /// Open until [`Tx::end`]; a Tx dropped on an error path rolls back at once (see `Drop`),
+    /// since a dropped SeaORM transaction only queues its rollback and SQLite keeps the write
+    /// lock until then.
     db: Option<Write>,
     pub(crate) now: DateTime<Utc>,
     events: Vec<Event>,
@@ -64,21 +65,80 @@ impl Tx {
         })
     }
 
+    /// Runs `work` in a new transaction and commits it; if anything fails, rolls back once,
+    /// at once. For work that moves no execution (a transition commits through
+    /// `advance::run`, which carries what it woke further first).
+    pub(crate) async fn run<T>(engine: &Arc<Inner>, work: impl AsyncFnOnce(&mut Tx) -> Result<T>) -> Result<T> {
+        let mut tx = Tx::begin(engine).await?;
+        let outcome = work(&mut tx).await;
+        tx.end(outcome).await
+    }
+
     /// Begins a transaction and locks the execution row.
     pub(crate) async fn lock(engine: &Arc<Inner>, id: &str) -> Result<(Tx, Row)> {
         let tx = Tx::begin(engine).await?;
         match tx.lock_row(id).await {
             Ok(row) => Ok((tx, row)),
+            Err(error) => tx.end(Err(error)).await,
+        }
+    }
+
+    /// Begins a transaction and locks the execution row, if `wanted` says the row is still
+    /// worth working on; otherwise gives up at once (a rollback, since SQLite keeps its write
+    /// lock until then) and returns `None`.
+    pub(crate) async fn lock_if(
+        engine: &Arc<Inner>,
+        id: &str,
+        wanted: impl FnOnce(&Row) -> Result<bool>,
+    ) -> Result<Option<(Tx, Row)>> {
+        let (tx, row) = Tx::lock(engine, id).await?;
+        match wanted(&row) {
+            Ok(true) => Ok(Some((tx, row))),
+            Ok(false) => {
+                tx.rollback().await;
+                Ok(None)
+            }
+            Err(error) => tx.end(Err(error)).await,
+        }
+    }
+
+    /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
+    /// step and attempt, and not finished. Otherwise a person moved it meanwhile, and the
+    /// worker's result is stale.
+    pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
+        Tx::lock_if(engine, &seen.id, |row| {
+            let status: ExecutionStatus = records::parse(&row.status)?;
+            Ok(row.epoch == seen.epoch
+                && row.current_step_index == seen.current_step_index
+                && row.attempt == seen.attempt
+                && matches!(status, ExecutionStatus::Running | ExecutionStatus::Paused))
+        })
+        .await
+    }
+
+    /// Ends the transaction, the one way every transaction ends: if `outcome` is a success,
+    /// writes what is pending and commits (an error there rolls back too); otherwise rolls back
+    /// at once, so that no error path keeps SQLite's write lock.
+    pub(crate) async fn end<T>(mut self, outcome: Result<T>) -> Result<T> {
+        let outcome = match outcome {
+            Ok(value) => self.write_pending().await.map(|()| value),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
             Err(error) => {
-                tx.abandon().await;
+                self.rollback().await;
                 Err(error)
             }
         }
     }
 
-    /// Rolls back at once. Every path that gives up on a transaction calls this: dropping one
-    /// only queues the rollback, and on SQLite the write lock stays held until then.
-    pub(crate) async fn abandon(mut self) {
+    /// Rolls back at once: dropping a transaction only queues the rollback, and on SQLite the
+    /// write lock stays held until then.
+    async fn rollback(mut self) {
         if let Some(db) = self.db.take()
             && let Err(error) = db.rollback().await
         {
@@ -86,32 +146,9 @@ impl Tx {
         }
     }
 
-    /// The execution row as this transaction sees it, without locking it again.
-    pub(crate) async fn read_row(&self, id: &str) -> Result<Option<Row>> {
-        Ok(execution::Entity::find_by_id(id.to_owned()).one(self.db()).await?)
-    }
-
     /// The open transaction.
     pub(crate) fn db(&self) -> &DatabaseTransaction {
-        self.db.as_ref().expect("a Tx holds its transaction until commit or abandon consumes it").db()
-    }
-
-    /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
-    /// step and attempt, and not finished. Otherwise a person moved it meanwhile, and the
-    /// worker's result is stale.
-    pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
-        let (tx, row) = Tx::lock(engine, &seen.id).await?;
-        let status: ExecutionStatus = records::parse(&row.status)?;
-        let current = row.epoch == seen.epoch
-            && row.current_step_index == seen.current_step_index
-            && row.attempt == seen.attempt
-            && matches!(status, ExecutionStatus::Running | ExecutionStatus::Paused);
-        if current {
-            Ok(Some((tx, row)))
-        } else {
-            tx.abandon().await;
-            Ok(None)
-        }
+        self.db.as_ref().expect("a Tx holds its transaction until `end` consumes it").db()
     }
 
     /// The execution row, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL;
@@ -125,6 +162,10 @@ impl Tx {
         )
     }
 
+    /// The execution row as this transaction sees it, without locking it again.
+    pub(crate) async fn read_row(&self, id: &str) -> Result<Option<Row>> {
+        Ok(execution::Entity::find_by_id(id.to_owned()).one(self.db()).await?)
+    }
     /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
     /// commit order.
     pub(crate) async fn record(
@@ -289,13 +330,8 @@ impl Tx {
     }
 
     /// Commits; once the work is durable, publishes the events and hands the woken executions
-    /// to the workers. A transition commits through `advance::commit`, which first carries
-    /// what it woke further.
-    pub(crate) async fn commit(mut self) -> Result<()> {
-        if let Err(error) = self.write_pending().await {
-            self.abandon().await;
-            return Err(error);
-        }
+    /// to the workers.
+    async fn commit(mut self) -> Result<()> {
         if let Some(db) = self.db.take() {
             db.commit().await?;
         }

@@ -63,18 +63,16 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         };
         // Commit only if nobody moved the execution while the step ran; the commit runs the
         // steps that follow inline (see `advance`).
-        let Some((mut tx, mut row)) = Tx::guarded(engine, &row).await? else { continue };
-        let applied = match step {
-            Some(step) => apply(&mut tx, &mut row, &definition, &playbook, step, outcome).await,
-            None => progress::finish(&mut tx, &mut row, &playbook).await,
-        };
-        if let Err(error) = applied {
-            tx.abandon().await;
-            return Err(error);
-        }
-        renew(engine, &mut row);
-        tx.save(row).await?;
-        advance::commit(tx).await?;
+        let Some((tx, mut row)) = Tx::guarded(engine, &row).await? else { continue };
+        advance::run(tx, async |tx| {
+            match step {
+                Some(step) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
+                None => progress::finish(tx, &mut row, &playbook).await?,
+            }
+            renew(engine, &mut row);
+            tx.save(row).await
+        })
+        .await?;
     }
 }
 
@@ -123,13 +121,12 @@ async fn started(engine: &Arc<Inner>, row: &Row, step: &CompiledStep) -> Result<
     if row.step_started {
         return Ok(true);
     }
-    let Some((mut tx, mut current)) = Tx::guarded(engine, row).await? else { return Ok(false) };
-    if let Err(error) = progress::start_step(&mut tx, &mut current, step).await {
-        tx.abandon().await;
-        return Err(error);
-    }
-    renew(engine, &mut current);
-    tx.save(current).await?;
-    advance::commit(tx).await?;
+    let Some((tx, mut current)) = Tx::guarded(engine, row).await? else { return Ok(false) };
+    advance::run(tx, async |tx| {
+        progress::start_step(tx, &mut current, step).await?;
+        renew(engine, &mut current);
+        tx.save(current).await
+    })
+    .await?;
     Ok(true)
 }

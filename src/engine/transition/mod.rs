@@ -128,22 +128,18 @@ pub(crate) async fn apply(
     command: Command,
 ) -> Result<Execution> {
     let action = command.action();
-    let (mut tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
-    match steer(engine, principal, id, command, action, &mut tx, &mut row).await {
-        Ok(playbook) => {
-            let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
-            tx.save(row.clone()).await?;
-            // The steps that follow run inline at commit; answer with where they left it.
-            let row = advance::commit(tx).await?.latest(row);
-            records::execution(&row, &step_names)
-        }
-        Err(error) => {
-            // Roll back now: a transaction merely dropped would keep SQLite's write lock until
-            // its connection is next used.
-            tx.abandon().await;
-            Err(error)
-        }
-    }
+    let (tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
+    // Any error rolls back at once (see `Tx::end`): a transaction merely dropped would keep
+    // SQLite's write lock until its connection is next used.
+    let ((row, step_names), moved) = advance::run(tx, async |tx| {
+        let playbook = steer(engine, principal, id, command, action, tx, &mut row).await?;
+        let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
+        tx.save(row.clone()).await?;
+        Ok((row, step_names))
+    })
+    .await?;
+    // The steps that follow ran inline at commit; answer with where they left it.
+    records::execution(&moved.latest(row), &step_names)
 }
 
 /// Checks and applies one action inside the caller's transaction.
