@@ -4,14 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::engine::agent::{Model, OpenAiModel};
-use crate::engine::{Engine, EngineConfig, Error, Inner, Result, cache, events, replicas, sweeper};
-use crate::store::entity::execution;
+use crate::engine::{Engine, EngineConfig, Error, Inner, Result, cache, events, lease, replicas, sweeper};
 use crate::store::{Backend, Store};
 
 impl Engine {
@@ -39,12 +35,7 @@ impl Engine {
         if store.backend() == Backend::Sqlite && config.workers > 0 {
             // One process owns a SQLite file, so leases left by an earlier run are void. An
             // administration tool (no workers) may run beside a live server and leaves them.
-            execution::Entity::update_many()
-                .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
-                .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-                .filter(execution::Column::LeaseOwner.is_not_null())
-                .exec(store.connection())
-                .await?;
+            lease::void_all(store.connection()).await?;
         }
         let (queue, receiver) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(events::BROADCAST_CAPACITY);

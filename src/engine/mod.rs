@@ -18,6 +18,7 @@ pub mod error;
 mod events;
 mod executions;
 mod interventions;
+mod lease;
 mod lifecycle;
 mod progress;
 mod queue;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::children::{ChildOutcome, abort_children, fail_parent_step};
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
+use crate::engine::lease;
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{
@@ -32,8 +33,7 @@ pub(crate) fn set_status(row: &mut Row, status: ExecutionStatus) {
         }
     }
     if status != ExecutionStatus::Running {
-        row.lease_owner = None;
-        row.lease_until = None;
+        lease::release_row(row);
     }
 }
 

@@ -12,9 +12,9 @@ use serde_json::json;
 use crate::engine::agent::AgentRequest;
 use crate::engine::definition::CompiledStep;
 use crate::engine::error::Result;
+use crate::engine::lease::Lease;
 use crate::engine::progress;
 use crate::engine::step::{Call, Outcome, Prepared, apply, prepare};
-use crate::engine::sweeper::{claim, release};
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
 use crate::engine::webhook;
@@ -24,11 +24,12 @@ use crate::store::entity::execution;
 
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
 pub(crate) async fn drive(engine: &Arc<Inner>, id: &str) -> Result<()> {
-    if !claim(engine, id).await? {
+    let lease = Lease::of(engine);
+    if !Tx::run(engine, async |tx| lease.claim(tx.db(), id, Utc::now()).await).await? {
         return Ok(());
     }
     let result = drive_claimed(engine, id).await;
-    release(engine, id).await?;
+    Tx::run(engine, async |tx| lease.release(tx.db(), id).await).await?;
     result
 }
 
@@ -69,17 +70,10 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
                 Some(step) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
                 None => progress::finish(tx, &mut row, &playbook).await?,
             }
-            renew(engine, &mut row);
+            Lease::of(engine).renew(&mut row, Utc::now());
             tx.save(row).await
         })
         .await?;
-    }
-}
-
-fn renew(engine: &Inner, row: &mut Row) {
-    if row.status == ExecutionStatus::Running.as_str() {
-        row.lease_owner = Some(engine.replica_id.clone());
-        row.lease_until = Some(Utc::now() + chrono::Duration::from_std(engine.config.lease).unwrap_or_default());
     }
 }
 
@@ -124,7 +118,7 @@ async fn started(engine: &Arc<Inner>, row: &Row, step: &CompiledStep) -> Result<
     let Some((tx, mut current)) = Tx::guarded(engine, row).await? else { return Ok(false) };
     advance::run(tx, async |tx| {
         progress::start_step(tx, &mut current, step).await?;
-        renew(engine, &mut current);
+        Lease::of(engine).renew(&mut current, Utc::now());
         tx.save(current).await
     })
     .await?;
