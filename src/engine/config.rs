@@ -35,6 +35,10 @@ pub struct EngineConfig {
     /// About how many bytes of compiled definitions stay in memory; the least recently used
     /// runtime versions are dropped beyond it (and compiled again when next needed).
     pub definition_cache_bytes: usize,
+    /// What one jq program may spend (`--jq-max-steps`, `--jq-timeout-ms`,
+    /// `--jq-max-value-bytes`). jq evaluations read one budget per process, so the engine
+    /// started last sets it for all.
+    pub jq_budget: crate::jq::Budget,
 }
 
 /// An OpenAI-compatible chat-completions endpoint.
@@ -65,6 +69,7 @@ impl EngineConfig {
             limits: package::Limits::DEFAULT,
             max_output_bytes: 4 * 1024 * 1024,
             definition_cache_bytes: 256 * 1024 * 1024,
+            jq_budget: crate::jq::Budget::DEFAULT,
         }
     }
 
