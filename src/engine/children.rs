@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::{Value, json};
 
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
@@ -14,7 +13,7 @@ use crate::engine::progress::{NewExecution, complete_step, create_execution, fai
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::{EventType, ExecutionStatus, Principal};
-use crate::store::entity::execution;
+use crate::store;
 
 /// What a finished child tells the parent that waits on it.
 #[derive(Debug)]
@@ -137,13 +136,7 @@ pub(crate) async fn nesting_depth(tx: &Tx, row: &Row, limit: usize) -> Result<us
         if depth >= limit {
             break;
         }
-        parent = execution::Entity::find_by_id(id)
-            .select_only()
-            .column(execution::Column::ParentId)
-            .into_tuple::<Option<String>>()
-            .one(tx.db())
-            .await?
-            .flatten();
+        parent = store::executions::parent_of(tx.db(), &id).await?;
     }
     Ok(depth)
 }
@@ -153,24 +146,10 @@ pub(crate) async fn nesting_depth(tx: &Tx, row: &Row, limit: usize) -> Result<us
 pub(crate) async fn abort_children(tx: &mut Tx, parent_id: &str, reason: &str, actor: &str) -> Result<()> {
     let mut parents = vec![parent_id.to_owned()];
     while let Some(parent_id) = parents.pop() {
-        let children: Vec<String> = execution::Entity::find()
-            .select_only()
-            .column(execution::Column::Id)
-            .filter(execution::Column::ParentId.eq(parent_id))
-            .filter(
-                execution::Column::Status.is_in(
-                    [
-                        ExecutionStatus::Running,
-                        ExecutionStatus::Waiting,
-                        ExecutionStatus::Paused,
-                        ExecutionStatus::Failed,
-                    ]
-                    .map(ExecutionStatus::as_str),
-                ),
-            )
-            .into_tuple()
-            .all(tx.db())
-            .await?;
+        let unfinished =
+            [ExecutionStatus::Running, ExecutionStatus::Waiting, ExecutionStatus::Paused, ExecutionStatus::Failed]
+                .map(ExecutionStatus::as_str);
+        let children = store::executions::children_in(tx.db(), &parent_id, &unfinished).await?;
         for child in children {
             let mut row = tx.lock_row(&child).await?;
             abort_one(tx, &mut row, reason, actor).await?;

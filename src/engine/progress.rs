@@ -3,7 +3,6 @@
 //! transitions both move executions through these functions, inside a [`Tx`]. Nested
 //! executions (children, their reports, aborting descendants) are in `children`.
 
-use sea_orm::{EntityTrait, IntoActiveModel};
 use serde_json::{Map, Value, json};
 
 use crate::engine::children::{ChildOutcome, abort_children, fail_parent_step};
@@ -18,6 +17,7 @@ use crate::engine::types::{
 };
 use crate::package::Fallback;
 use crate::schema;
+use crate::store;
 use crate::store::entity::{execution, intervention};
 
 /// Sets the status an execution moves to, keeping it paused if a person paused it: a paused
@@ -257,7 +257,7 @@ pub(crate) async fn request_intervention(
         resolved_at: None,
         created_at: tx.now,
     };
-    intervention::Entity::insert(model.into_active_model()).exec_without_returning(tx.db()).await?;
+    store::interventions::insert(tx.db(), model).await?;
     let payload = json!({
         "interventionId": id, "kind": kind.as_str(), "role": role, "prompt": prompt, "formSchema": form_schema,
         "allowedActions": allowed,

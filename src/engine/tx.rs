@@ -8,10 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockType};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
-};
+use sea_orm::DatabaseTransaction;
 use serde_json::{Value, json};
 
 use crate::engine::Inner;
@@ -19,11 +16,8 @@ use crate::engine::children::{ChildOutcome, ChildReport};
 use crate::engine::error::{Error, Result};
 use crate::engine::records;
 use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
-use crate::store::Write;
-use crate::store::entity::{checkpoint, event, execution, intervention};
-
-/// Rows per multi-row INSERT (SQLite allows 32,766 bound values; an event has nine).
-const INSERT_CHUNK: usize = 500;
+use crate::store::entity::{checkpoint, event, execution};
+use crate::store::{self, Write};
 
 pub(crate) type Row = execution::Model;
 
@@ -154,17 +148,15 @@ impl Tx {
     /// The execution row, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL;
     /// on SQLite the IMMEDIATE transaction already holds the write lock).
     pub(crate) async fn lock_row(&self, id: &str) -> Result<Row> {
-        execution::Entity::find_by_id(id.to_owned()).lock(LockType::Update).one(self.db()).await?.ok_or_else(
-            || match id.parse::<ExecutionId>() {
-                Ok(id) => Error::ExecutionNotFound(id),
-                Err(error) => Error::BadInput(error),
-            },
-        )
+        store::executions::lock_for_update(self.db(), id).await?.ok_or_else(|| match id.parse::<ExecutionId>() {
+            Ok(id) => Error::ExecutionNotFound(id),
+            Err(error) => Error::BadInput(error),
+        })
     }
 
     /// The execution row as this transaction sees it, without locking it again.
     pub(crate) async fn read_row(&self, id: &str) -> Result<Option<Row>> {
-        Ok(execution::Entity::find_by_id(id.to_owned()).one(self.db()).await?)
+        Ok(store::executions::find(self.db(), id).await?)
     }
     /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
     /// commit order.
@@ -220,40 +212,34 @@ impl Tx {
     }
 
     pub(crate) async fn insert_execution(&mut self, row: Row) -> Result<()> {
-        execution::Entity::insert(row.into_active_model()).exec_without_returning(self.db()).await?;
-        Ok(())
+        Ok(store::executions::insert(self.db(), row).await?)
     }
 
     /// Writes every column of the row back.
     pub(crate) async fn save(&mut self, mut row: Row) -> Result<()> {
         row.updated_at = self.now;
-        row.into_active_model().reset_all().update(self.db()).await?;
-        Ok(())
+        Ok(store::executions::save(self.db(), row).await?)
     }
 
     /// Cancels the execution's pending interventions.
     pub(crate) async fn cancel_interventions(&mut self, execution_id: &str) -> Result<u64> {
-        let result = intervention::Entity::update_many()
-            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
-            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
-            .filter(intervention::Column::ExecutionId.eq(execution_id))
-            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
-            .exec(self.db())
-            .await?;
-        Ok(result.rows_affected)
+        self.cancel_pending(execution_id, None).await
     }
 
     /// Cancels the execution's pending AGENT interventions (the ones that expire).
     pub(crate) async fn cancel_agent_interventions(&mut self, execution_id: &str) -> Result<u64> {
-        let result = intervention::Entity::update_many()
-            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
-            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
-            .filter(intervention::Column::ExecutionId.eq(execution_id))
-            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
-            .filter(intervention::Column::Kind.eq(InterventionKind::Agent.as_str()))
-            .exec(self.db())
-            .await?;
-        Ok(result.rows_affected)
+        self.cancel_pending(execution_id, Some(InterventionKind::Agent)).await
+    }
+
+    async fn cancel_pending(&mut self, execution_id: &str, kind: Option<InterventionKind>) -> Result<u64> {
+        let closing = store::interventions::Closing {
+            execution_id,
+            kind: kind.map(InterventionKind::as_str),
+            from: InterventionStatus::Pending.as_str(),
+            to: InterventionStatus::Cancelled.as_str(),
+            at: self.now,
+        };
+        Ok(store::interventions::close(self.db(), closing).await?)
     }
 
     /// Asks for this execution to be moved on: before the commit, `advance` runs its steps
@@ -294,23 +280,11 @@ impl Tx {
                 "a transaction with undelivered child reports must commit through `advance::run`".to_owned(),
             ));
         }
-        // Moved into the statements chunk by chunk, not cloned: they can be large.
-        let mut events = std::mem::take(&mut self.pending_events);
-        while !events.is_empty() {
-            let rest = events.split_off(events.len().min(INSERT_CHUNK));
-            let chunk = std::mem::replace(&mut events, rest);
-            event::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(self.db())
-                .await?;
-        }
-        let mut checkpoints = std::mem::take(&mut self.pending_checkpoints);
-        while !checkpoints.is_empty() {
-            let rest = checkpoints.split_off(checkpoints.len().min(INSERT_CHUNK));
-            let chunk = std::mem::replace(&mut checkpoints, rest);
-            checkpoint::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(self.db())
-                .await?;
-        }
+        // Moved into the statements, not cloned: they can be large.
+        let events = std::mem::take(&mut self.pending_events);
+        store::history::append_events(self.db(), events).await?;
+        let checkpoints = std::mem::take(&mut self.pending_checkpoints);
+        store::history::write_checkpoints(self.db(), checkpoints).await?;
         self.pending_bytes = 0;
         if self.engine.store.backend() == crate::store::Backend::Postgres {
             // Delivered at commit, to every replica's listener (see `engine::replicas`).
