@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::engine::error::{Error, Result};
 use crate::engine::lease::Lease;
@@ -13,7 +12,7 @@ use crate::engine::progress;
 use crate::engine::tx::Tx;
 use crate::engine::types::ExecutionStatus;
 use crate::engine::{Inner, WorkFailure, advance};
-use crate::store::entity::execution;
+use crate::store;
 
 /// Runs the sweeper until the engine stops.
 pub(crate) async fn run(engine: Arc<Inner>) {
@@ -40,15 +39,8 @@ pub(crate) async fn sweep(engine: &Arc<Inner>, limit: u64) -> Result<Vec<String>
 /// Fails the steps of WAITING executions whose AGENT intervention expired.
 pub(crate) async fn expire(engine: &Arc<Inner>, limit: u64) -> Result<()> {
     let now = Utc::now();
-    let ids: Vec<String> = execution::Entity::find()
-        .select_only()
-        .column(execution::Column::Id)
-        .filter(execution::Column::Status.eq(ExecutionStatus::Waiting.as_str()))
-        .filter(execution::Column::WakeAt.lte(now))
-        .limit(limit)
-        .into_tuple()
-        .all(engine.store.connection())
-        .await?;
+    let waiting = ExecutionStatus::Waiting.as_str();
+    let ids = store::executions::due_in_status(engine.store.connection(), waiting, now, limit).await?;
     for id in ids {
         // One execution that cannot be expired must not hold up the others: it is retried on
         // the next pass, and failed as poison if it keeps failing.

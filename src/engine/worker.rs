@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::EntityTrait;
 use serde_json::json;
 
 use crate::engine::agent::AgentRequest;
@@ -20,7 +19,7 @@ use crate::engine::types::ExecutionStatus;
 use crate::engine::webhook;
 use crate::engine::{Inner, advance};
 use crate::package::StepKind;
-use crate::store::entity::execution;
+use crate::store;
 
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
 pub(crate) async fn drive(engine: &Arc<Inner>, id: &str) -> Result<()> {
@@ -35,7 +34,7 @@ pub(crate) async fn drive(engine: &Arc<Inner>, id: &str) -> Result<()> {
 
 async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
     loop {
-        let Some(row) = execution::Entity::find_by_id(id.to_owned()).one(engine.store.connection()).await? else {
+        let Some(row) = store::executions::find(engine.store.connection(), id).await? else {
             return Ok(());
         };
         if row.status != ExecutionStatus::Running.as_str() {

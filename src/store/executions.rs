@@ -41,6 +41,25 @@ pub(crate) async fn parent_of(db: &impl ConnectionTrait, id: &str) -> Result<Opt
     Ok(parent.flatten())
 }
 
+/// Up to `limit` executions in `status` whose `wake_at` has come by `now` (for a WAITING
+/// execution, its AGENT deadline).
+pub(crate) async fn due_in_status(
+    db: &impl ConnectionTrait,
+    status: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<String>, DbErr> {
+    execution::Entity::find()
+        .select_only()
+        .column(execution::Column::Id)
+        .filter(execution::Column::Status.eq(status))
+        .filter(execution::Column::WakeAt.lte(now))
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// The ids of `parent_id`'s children whose status is one of `statuses`.
 pub(crate) async fn children_in(
     db: &impl ConnectionTrait,

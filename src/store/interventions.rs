@@ -12,6 +12,10 @@ pub(crate) async fn insert(db: &impl ConnectionTrait, row: intervention::Model) 
     Ok(())
 }
 
+pub(crate) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<intervention::Model>, DbErr> {
+    intervention::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
 /// Which interventions of one execution [`close`] closes.
 pub(crate) struct Closing<'a> {
     pub execution_id: &'a str,
