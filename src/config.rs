@@ -258,6 +258,7 @@ impl Config {
         };
         engine.max_output_bytes = self.max_output_bytes;
         engine.definition_cache_bytes = self.definition_cache_mb.saturating_mul(1024 * 1024);
+        engine.jq_budget = self.jq_budget();
         engine.model = self.model_url.as_ref().map(|url| ModelConfig {
             url: url.clone(),
             model: self.model_name.clone(),

@@ -230,8 +230,6 @@ fn mcp(options: McpOptions) -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     block_on("orgata mcp", async {
         let engine_config = options.config.engine()?;
-        // The jq budgets hold for the whole process, as under `serve`.
-        orgata::jq::set_budget(options.config.jq_budget());
         let engine = orgata::engine::Engine::start(engine_config).await.map_err(|error| error.to_string())?;
         // Like `serve`: an MCP client started over stdio finds the examples it was pointed at.
         if options.config.deploys_examples() {

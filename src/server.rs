@@ -39,7 +39,6 @@ pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<()> 
     if config.deploys_examples() {
         deploy_examples(&engine, &config).await;
     }
-    crate::jq::set_budget(config.jq_budget());
     let mut state = AppState::new(engine.clone(), loopback).map_err(anyhow::Error::msg)?;
     state.sockets = SocketTiming {
         send_timeout: Duration::from_secs(config.ws_send_timeout_seconds.max(1)),

@@ -206,6 +206,18 @@ pub fn authorize(principal: &Principal, environment: Environment, access: Access
     }
 }
 
+/// The environments where `principal` may read `resource`, narrowed to `only` if given: the
+/// filter every list query starts from.
+pub(crate) fn readable(principal: &Principal, resource: Resource, only: Option<Environment>) -> Vec<&'static str> {
+    principal
+        .grants
+        .readable(resource)
+        .into_iter()
+        .filter(|environment| only.is_none_or(|only| only == *environment))
+        .map(Environment::as_str)
+        .collect()
+}
+
 /// What a steering action asks of its caller beyond writing executions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steering {

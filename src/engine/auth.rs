@@ -194,16 +194,11 @@ impl Engine {
             created_at: Utc::now(),
             revoked_at: None,
         };
-        let write = self.inner.store.write().await?;
-        let inserted =
-            api_key::Entity::insert(row.clone().into_active_model()).exec_without_returning(write.db()).await;
-        match inserted {
-            Ok(_) => write.commit().await?,
-            Err(error) => {
-                write.rollback().await?;
-                return Err(error.into());
-            }
-        }
+        crate::engine::tx::Tx::run(&self.inner, async |tx| {
+            api_key::Entity::insert(row.clone().into_active_model()).exec_without_returning(tx.db()).await?;
+            Ok(())
+        })
+        .await?;
         Ok((record(row), format!("{PREFIX}{id}_{secret}")))
     }
 
@@ -232,18 +227,19 @@ impl Engine {
     pub async fn revoke_key(&self, principal: &Principal, id: &str) -> Result<ApiKey> {
         // Read and write in one write transaction: on SQLite a read left open on a connection
         // cannot be upgraded once another process (a live server) has committed.
-        let tx = crate::engine::tx::Tx::begin(&self.inner).await?;
-        let row = api_key::Entity::find_by_id(id.to_owned())
-            .one(tx.db())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("there is no API key `{id}`")))?;
-        let key = record(row.clone());
-        may_manage(principal, &Grants::parse(&key.grants).map_err(Error::Internal)?)?;
-        let mut active = row.into_active_model();
-        active.revoked_at = Set(Some(Utc::now()));
-        let row = active.update(tx.db()).await?;
-        tx.commit().await?;
-        Ok(record(row))
+        crate::engine::tx::Tx::run(&self.inner, async |tx| {
+            let row = api_key::Entity::find_by_id(id.to_owned())
+                .one(tx.db())
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("there is no API key `{id}`")))?;
+            let key = record(row.clone());
+            may_manage(principal, &Grants::parse(&key.grants).map_err(Error::Internal)?)?;
+            let mut active = row.into_active_model();
+            active.revoked_at = Set(Some(Utc::now()));
+            let row = active.update(tx.db()).await?;
+            Ok(record(row))
+        })
+        .await
     }
 }
 

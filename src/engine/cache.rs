@@ -8,23 +8,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
 
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
 use crate::engine::definition::Definition;
+use crate::engine::{Error, Inner, Result, records};
+use crate::store::entity::runtime;
 
 type Key = (String, i32);
 
 pub(crate) struct DefinitionCache {
-    inner: Mutex<Inner>,
+    inner: Mutex<Entries>,
     capacity_bytes: usize,
 }
 
-struct Inner {
+struct Entries {
     entries: LruCache<Key, Arc<Definition>>,
     bytes: usize,
 }
 
 impl DefinitionCache {
     pub(crate) fn new(capacity_bytes: usize) -> DefinitionCache {
-        DefinitionCache { inner: Mutex::new(Inner { entries: LruCache::unbounded(), bytes: 0 }), capacity_bytes }
+        DefinitionCache { inner: Mutex::new(Entries { entries: LruCache::unbounded(), bytes: 0 }), capacity_bytes }
     }
 
     pub(crate) fn get(&self, id: &str, version: i32) -> Option<Arc<Definition>> {
@@ -46,5 +50,39 @@ impl DefinitionCache {
             let Some((_, evicted)) = inner.entries.pop_lru() else { break };
             inner.bytes = inner.bytes.saturating_sub(evicted.approximate_bytes());
         }
+    }
+}
+
+impl Inner {
+    pub(crate) fn cache(&self, definition: Arc<Definition>) {
+        self.definitions.insert(definition);
+    }
+
+    /// A compiled runtime version, from the cache or compiled once from the database.
+    pub(crate) async fn definition(&self, id: &str, version: i32) -> Result<Arc<Definition>> {
+        self.runtime_definition(id, Some(version)).await
+    }
+
+    pub(crate) async fn runtime_definition(&self, id: &str, version: Option<i32>) -> Result<Arc<Definition>> {
+        if let Some(version) = version
+            && let Some(definition) = self.definitions.get(id, version)
+        {
+            return Ok(definition);
+        }
+        let mut query = runtime::Entity::find().filter(runtime::Column::Id.eq(id));
+        if let Some(version) = version {
+            query = query.filter(runtime::Column::Version.eq(version));
+        }
+        let row = query
+            .order_by_desc(runtime::Column::Version)
+            .one(self.store.connection())
+            .await?
+            .ok_or_else(|| Error::RuntimeNotFound(id.to_owned()))?;
+        if let Some(definition) = self.definitions.get(&row.id, row.version) {
+            return Ok(definition);
+        }
+        let definition = Arc::new(Definition::compile(records::runtime(row)?)?);
+        self.cache(definition.clone());
+        Ok(definition)
     }
 }

@@ -1,14 +1,14 @@
 //! How an execution moves: a step completes, is skipped or fails; interventions are requested;
 //! child executions start and report back; the execution finishes. The worker and the steering
-//! transitions both move executions through these functions, inside a [`Tx`].
+//! transitions both move executions through these functions, inside a [`Tx`]. Nested
+//! executions (children, their reports, aborting descendants) are in `children`.
 
-use std::sync::Arc;
-
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use serde_json::{Map, Value, json};
 
+use crate::engine::children::{ChildOutcome, abort_children, fail_parent_step};
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
+use crate::engine::lease;
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{
@@ -17,6 +17,7 @@ use crate::engine::types::{
 };
 use crate::package::Fallback;
 use crate::schema;
+use crate::store;
 use crate::store::entity::{execution, intervention};
 
 /// Sets the status an execution moves to, keeping it paused if a person paused it: a paused
@@ -32,8 +33,7 @@ pub(crate) fn set_status(row: &mut Row, status: ExecutionStatus) {
         }
     }
     if status != ExecutionStatus::Running {
-        row.lease_owner = None;
-        row.lease_until = None;
+        lease::release_row(row);
     }
 }
 
@@ -159,74 +159,6 @@ fn last_output(row: &Row, playbook: &CompiledPlaybook) -> Value {
     playbook.steps.iter().rev().find_map(|step| row.steps.get(&step.name).cloned()).unwrap_or(Value::Null)
 }
 
-/// What a finished child tells the parent that waits on it.
-#[derive(Debug)]
-pub(crate) enum ChildOutcome {
-    Completed(Value),
-    /// Failed or aborted: the message the parent's step fails with.
-    Failed(String),
-}
-
-/// A child's outcome on its way to the parent's step it ran for. Reports are queued in the
-/// transaction and delivered by [`Tx`]'s settle loop rather than by the child's own call
-/// stack: a chain of nested playbooks finishing at once is then a loop, never a recursion as
-/// deep as the chain (which overflowed a worker's stack and aborted the process).
-#[derive(Debug)]
-pub(crate) struct ChildReport {
-    pub child_id: String,
-    pub parent_id: String,
-    pub parent_step_index: i32,
-    pub parent_epoch: i64,
-    pub outcome: ChildOutcome,
-}
-
-impl ChildReport {
-    pub(crate) fn of(child: &Row, outcome: ChildOutcome) -> Option<ChildReport> {
-        Some(ChildReport {
-            child_id: child.id.clone(),
-            parent_id: child.parent_id.clone()?,
-            parent_step_index: child.parent_step_index?,
-            parent_epoch: child.parent_epoch?,
-            outcome,
-        })
-    }
-}
-
-/// Delivers a child's outcome: the parent's step completes or fails, if the parent still
-/// waits on this child (same epoch and step, not finished); otherwise it is dropped.
-pub(crate) async fn deliver(tx: &mut Tx, report: ChildReport) -> Result<()> {
-    let Some((mut parent, playbook)) = waiting_parent(tx, &report).await? else { return Ok(()) };
-    let Some(step) = playbook.steps.get(parent.current_step_index as usize) else {
-        return Err(Error::Internal(format!(
-            "execution {} waits on child {} at step {}, which its playbook lacks",
-            parent.id, report.child_id, parent.current_step_index
-        )));
-    };
-    match report.outcome {
-        ChildOutcome::Completed(output) => {
-            complete_step(tx, &mut parent, &playbook, step, output, Principal::SYSTEM).await?;
-        }
-        ChildOutcome::Failed(message) => {
-            fail_step(tx, &mut parent, &playbook, step, &message, Principal::SYSTEM).await?
-        }
-    }
-    tx.save(parent).await
-}
-
-/// The parent execution, locked, if it is still waiting on this child.
-async fn waiting_parent(tx: &mut Tx, report: &ChildReport) -> Result<Option<(Row, Arc<CompiledPlaybook>)>> {
-    let (parent_id, step_index, epoch) = (&report.parent_id, report.parent_step_index, report.parent_epoch);
-    let parent = tx.lock_row(parent_id).await?;
-    let parent_status = status(&parent)?;
-    let waiting = parent.epoch == epoch && parent.current_step_index == step_index && !parent_status.is_finished();
-    if !waiting {
-        return Ok(None);
-    }
-    let definition = tx.engine.definition(&parent.runtime_id, parent.runtime_version).await?;
-    let playbook = definition.playbook(&parent.playbook)?.clone();
-    Ok(Some((parent, playbook)))
-}
-
 /// The current step failed: retry with backoff, or apply the step's fallback.
 pub(crate) async fn fail_step(
     tx: &mut Tx,
@@ -278,13 +210,6 @@ pub(crate) async fn fail_execution(tx: &mut Tx, row: &mut Row, error: &str, acto
     fail_parent_step(tx, row, &format!("child execution {} failed: {error}", row.id)).await
 }
 
-/// A child that failed or was aborted fails its parent's step, if the parent still waits on it
-/// (delivered when the transaction settles; see [`ChildReport`]).
-pub(crate) async fn fail_parent_step(tx: &mut Tx, child: &Row, message: &str) -> Result<()> {
-    tx.report_to_parent(child, ChildOutcome::Failed(message.to_owned()));
-    Ok(())
-}
-
 /// The actions a person is offered on each kind of intervention.
 fn offered(kind: InterventionKind) -> Vec<Action> {
     match kind {
@@ -332,7 +257,7 @@ pub(crate) async fn request_intervention(
         resolved_at: None,
         created_at: tx.now,
     };
-    intervention::Entity::insert(model.into_active_model()).exec_without_returning(tx.db()).await?;
+    store::interventions::insert(tx.db(), model).await?;
     let payload = json!({
         "interventionId": id, "kind": kind.as_str(), "role": role, "prompt": prompt, "formSchema": form_schema,
         "allowedActions": allowed,
@@ -408,63 +333,6 @@ pub(crate) async fn create_execution(tx: &mut Tx, new: NewExecution<'_>) -> Resu
     Ok(row)
 }
 
-/// Starts the child execution of a `playbook` step and parks the parent on it.
-pub(crate) async fn start_child(
-    tx: &mut Tx,
-    row: &mut Row,
-    step: &CompiledStep,
-    child_playbook: &CompiledPlaybook,
-    input: Value,
-) -> Result<()> {
-    let child = create_execution(
-        tx,
-        NewExecution {
-            runtime_id: &row.runtime_id,
-            runtime_version: row.runtime_version,
-            environment: &row.environment,
-            playbook: child_playbook,
-            input,
-            mode: parse(&row.mode)?,
-            started_by: Principal::SYSTEM,
-            idempotency_key: None,
-            parent: Some((&row.id, row.epoch, row.current_step_index)),
-        },
-    )
-    .await?;
-    // STEP_STARTED names the child, so the parent's history shows what it waits on.
-    row.step_started = true;
-    let payload = json!({
-        "stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str(),
-        "childExecutionId": child.id, "playbook": child_playbook.name,
-    });
-    tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
-    set_status(row, ExecutionStatus::Waiting);
-    // Waiting on a child has no deadline (see `request_intervention`).
-    row.wake_at = None;
-    Ok(())
-}
-
-/// How many ancestors execution `row` has, counted up to `limit` (enough to refuse a deeper
-/// child): a loop over `parent_id`, one primary-key read per level.
-pub(crate) async fn nesting_depth(tx: &Tx, row: &Row, limit: usize) -> Result<usize> {
-    let mut depth = 0;
-    let mut parent = row.parent_id.clone();
-    while let Some(id) = parent {
-        depth += 1;
-        if depth >= limit {
-            break;
-        }
-        parent = execution::Entity::find_by_id(id)
-            .select_only()
-            .column(execution::Column::ParentId)
-            .into_tuple::<Option<String>>()
-            .one(tx.db())
-            .await?
-            .flatten();
-    }
-    Ok(depth)
-}
-
 /// Leaves the current position: pending interventions are cancelled, running children
 /// aborted, and a worker still running the old step will find its result stale.
 pub(crate) async fn leave_position(tx: &mut Tx, row: &mut Row, actor: &str) -> Result<()> {
@@ -474,60 +342,17 @@ pub(crate) async fn leave_position(tx: &mut Tx, row: &mut Row, actor: &str) -> R
     Ok(())
 }
 
-/// Aborts every unfinished descendant of `parent_id`, generation by generation: a work list,
-/// not a recursion, so however deep the nesting the stack stays flat.
-pub(crate) async fn abort_children(tx: &mut Tx, parent_id: &str, reason: &str, actor: &str) -> Result<()> {
-    let mut parents = vec![parent_id.to_owned()];
-    while let Some(parent_id) = parents.pop() {
-        let children: Vec<String> = execution::Entity::find()
-            .select_only()
-            .column(execution::Column::Id)
-            .filter(execution::Column::ParentId.eq(parent_id))
-            .filter(
-                execution::Column::Status.is_in(
-                    [
-                        ExecutionStatus::Running,
-                        ExecutionStatus::Waiting,
-                        ExecutionStatus::Paused,
-                        ExecutionStatus::Failed,
-                    ]
-                    .map(ExecutionStatus::as_str),
-                ),
-            )
-            .into_tuple()
-            .all(tx.db())
-            .await?;
-        for child in children {
-            let mut row = tx.lock_row(&child).await?;
-            abort_one(tx, &mut row, reason, actor).await?;
-            tx.save(row).await?;
-            parents.push(child);
-        }
-    }
-    Ok(())
-}
-
-/// Aborts an execution and its descendants.
-pub(crate) async fn abort(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {
-    abort_children(tx, &row.id.clone(), reason, actor).await?;
-    abort_one(tx, row, reason, actor).await
-}
-
-/// Aborts one execution, leaving its children to the caller.
-async fn abort_one(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {
-    tx.cancel_interventions(&row.id).await?;
-    row.epoch += 1;
-    row.error = Some(format!("aborted: {reason}"));
-    set_status(row, ExecutionStatus::Aborted);
-    tx.record(row, EventType::ExecutionAborted, actor, None, json!({"reason": reason})).await?;
-    Ok(())
-}
-
 /// The step an execution stands on, or a conflict if it has run them all.
 pub(crate) fn current_step<'p>(row: &Row, playbook: &'p CompiledPlaybook, action: Action) -> Result<&'p CompiledStep> {
     playbook.steps.get(row.current_step_index as usize).ok_or_else(|| {
         Error::Conflict(format!("execution {} has no current step to {}", row.id, action.as_str().to_lowercase()))
     })
+}
+
+/// Whether a WAITING execution's deadline (its AGENT intervention's; see
+/// `request_intervention`) has passed at `now`.
+pub(crate) fn deadline_passed(row: &Row, now: chrono::DateTime<chrono::Utc>) -> bool {
+    row.status == ExecutionStatus::Waiting.as_str() && row.wake_at.is_some_and(|wake_at| wake_at <= now)
 }
 
 /// An AGENT intervention nobody answered in time: it is cancelled and the step fails, so its

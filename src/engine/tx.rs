@@ -1,33 +1,31 @@
-//! One transition = one database transaction: append the events, update the execution and
-//! intervention rows, commit, and only then publish the events and wake the workers.
+//! One transition = one database transaction, a plain unit of work: lock the execution row,
+//! append events with the next `seq`, record checkpoints, save rows; at commit, write the
+//! history and checkpoints in multi-row inserts, commit, and only then publish the events and
+//! hand the woken executions to the workers. A transaction ends exactly once, through
+//! [`Tx::end`]: committed if its work succeeded, else rolled back at once. Carrying woken
+//! executions further before the commit is `advance`'s job.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockType};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
-};
+use sea_orm::DatabaseTransaction;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
 use crate::engine::Inner;
+use crate::engine::children::{ChildOutcome, ChildReport};
 use crate::engine::error::{Error, Result};
 use crate::engine::records;
 use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
-use crate::store::Write;
-use crate::store::entity::{checkpoint, event, execution, intervention};
-
-/// Rows per multi-row INSERT (SQLite allows 32,766 bound values; an event has nine).
-const INSERT_CHUNK: usize = 500;
+use crate::store::entity::{checkpoint, event, execution};
+use crate::store::{self, Write};
 
 pub(crate) type Row = execution::Model;
 
 pub(crate) struct Tx {
     pub(crate) engine: Arc<Inner>,
-    /// Open until `commit` or `abandon`; a Tx dropped on an error path rolls back at once
-    /// (see `Drop`), since a dropped SeaORM transaction only queues its rollback and SQLite
-    /// keeps the write lock until then.
+    /// Open until [`Tx::end`]; a Tx dropped on an error path rolls back at once (see `Drop`),
+    /// since a dropped SeaORM transaction only queues its rollback and SQLite keeps the write
+    /// lock until then.
     db: Option<Write>,
     pub(crate) now: DateTime<Utc>,
     events: Vec<Event>,
@@ -39,9 +37,11 @@ pub(crate) struct Tx {
     /// [`Tx::PENDING_BYTES`], so a long run of steps over a large state is many transactions
     /// of bounded size, not one whose memory grows with steps × state.
     pending_bytes: usize,
+    /// Executions to move on: `advance` runs their inline steps before the commit; the commit
+    /// hands what is left to the workers.
     wake: Vec<String>,
-    /// Finished children's outcomes for their parents, delivered as the transaction settles.
-    reports: Vec<crate::engine::progress::ChildReport>,
+    /// Finished children's outcomes for their parents, delivered by `advance` before commit.
+    reports: Vec<ChildReport>,
 }
 
 impl Tx {
@@ -59,21 +59,80 @@ impl Tx {
         })
     }
 
+    /// Runs `work` in a new transaction and commits it; if anything fails, rolls back once,
+    /// at once. For work that moves no execution (a transition commits through
+    /// `advance::run`, which carries what it woke further first).
+    pub(crate) async fn run<T>(engine: &Arc<Inner>, work: impl AsyncFnOnce(&mut Tx) -> Result<T>) -> Result<T> {
+        let mut tx = Tx::begin(engine).await?;
+        let outcome = work(&mut tx).await;
+        tx.end(outcome).await
+    }
+
     /// Begins a transaction and locks the execution row.
     pub(crate) async fn lock(engine: &Arc<Inner>, id: &str) -> Result<(Tx, Row)> {
         let tx = Tx::begin(engine).await?;
         match tx.lock_row(id).await {
             Ok(row) => Ok((tx, row)),
+            Err(error) => tx.end(Err(error)).await,
+        }
+    }
+
+    /// Begins a transaction and locks the execution row, if `wanted` says the row is still
+    /// worth working on; otherwise gives up at once (a rollback, since SQLite keeps its write
+    /// lock until then) and returns `None`.
+    pub(crate) async fn lock_if(
+        engine: &Arc<Inner>,
+        id: &str,
+        wanted: impl FnOnce(&Row) -> Result<bool>,
+    ) -> Result<Option<(Tx, Row)>> {
+        let (tx, row) = Tx::lock(engine, id).await?;
+        match wanted(&row) {
+            Ok(true) => Ok(Some((tx, row))),
+            Ok(false) => {
+                tx.rollback().await;
+                Ok(None)
+            }
+            Err(error) => tx.end(Err(error)).await,
+        }
+    }
+
+    /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
+    /// step and attempt, and not finished. Otherwise a person moved it meanwhile, and the
+    /// worker's result is stale.
+    pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
+        Tx::lock_if(engine, &seen.id, |row| {
+            let status: ExecutionStatus = records::parse(&row.status)?;
+            Ok(row.epoch == seen.epoch
+                && row.current_step_index == seen.current_step_index
+                && row.attempt == seen.attempt
+                && matches!(status, ExecutionStatus::Running | ExecutionStatus::Paused))
+        })
+        .await
+    }
+
+    /// Ends the transaction, the one way every transaction ends: if `outcome` is a success,
+    /// writes what is pending and commits (an error there rolls back too); otherwise rolls back
+    /// at once, so that no error path keeps SQLite's write lock.
+    pub(crate) async fn end<T>(mut self, outcome: Result<T>) -> Result<T> {
+        let outcome = match outcome {
+            Ok(value) => self.write_pending().await.map(|()| value),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
             Err(error) => {
-                tx.abandon().await;
+                self.rollback().await;
                 Err(error)
             }
         }
     }
 
-    /// Rolls back at once. Every path that gives up on a transaction calls this: dropping one
-    /// only queues the rollback, and on SQLite the write lock stays held until then.
-    pub(crate) async fn abandon(mut self) {
+    /// Rolls back at once: dropping a transaction only queues the rollback, and on SQLite the
+    /// write lock stays held until then.
+    async fn rollback(mut self) {
         if let Some(db) = self.db.take()
             && let Err(error) = db.rollback().await
         {
@@ -83,38 +142,22 @@ impl Tx {
 
     /// The open transaction.
     pub(crate) fn db(&self) -> &DatabaseTransaction {
-        self.db.as_ref().expect("a Tx holds its transaction until commit or abandon consumes it").db()
-    }
-
-    /// Begins a transaction only if the execution is still where a worker saw it: same epoch,
-    /// step and attempt, and not finished. Otherwise a person moved it meanwhile, and the
-    /// worker's result is stale.
-    pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
-        let (tx, row) = Tx::lock(engine, &seen.id).await?;
-        let status: ExecutionStatus = records::parse(&row.status)?;
-        let current = row.epoch == seen.epoch
-            && row.current_step_index == seen.current_step_index
-            && row.attempt == seen.attempt
-            && matches!(status, ExecutionStatus::Running | ExecutionStatus::Paused);
-        if current {
-            Ok(Some((tx, row)))
-        } else {
-            tx.abandon().await;
-            Ok(None)
-        }
+        self.db.as_ref().expect("a Tx holds its transaction until `end` consumes it").db()
     }
 
     /// The execution row, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL;
     /// on SQLite the IMMEDIATE transaction already holds the write lock).
     pub(crate) async fn lock_row(&self, id: &str) -> Result<Row> {
-        execution::Entity::find_by_id(id.to_owned()).lock(LockType::Update).one(self.db()).await?.ok_or_else(
-            || match id.parse::<ExecutionId>() {
-                Ok(id) => Error::ExecutionNotFound(id),
-                Err(error) => Error::BadInput(error),
-            },
-        )
+        store::executions::lock_for_update(self.db(), id).await?.ok_or_else(|| match id.parse::<ExecutionId>() {
+            Ok(id) => Error::ExecutionNotFound(id),
+            Err(error) => Error::BadInput(error),
+        })
     }
 
+    /// The execution row as this transaction sees it, without locking it again.
+    pub(crate) async fn read_row(&self, id: &str) -> Result<Option<Row>> {
+        Ok(store::executions::find(self.db(), id).await?)
+    }
     /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
     /// commit order.
     pub(crate) async fn record(
@@ -169,98 +212,101 @@ impl Tx {
     }
 
     pub(crate) async fn insert_execution(&mut self, row: Row) -> Result<()> {
-        execution::Entity::insert(row.into_active_model()).exec_without_returning(self.db()).await?;
-        Ok(())
+        Ok(store::executions::insert(self.db(), row).await?)
     }
 
     /// Writes every column of the row back.
     pub(crate) async fn save(&mut self, mut row: Row) -> Result<()> {
         row.updated_at = self.now;
-        row.into_active_model().reset_all().update(self.db()).await?;
-        Ok(())
+        Ok(store::executions::save(self.db(), row).await?)
     }
 
     /// Cancels the execution's pending interventions.
     pub(crate) async fn cancel_interventions(&mut self, execution_id: &str) -> Result<u64> {
-        let result = intervention::Entity::update_many()
-            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
-            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
-            .filter(intervention::Column::ExecutionId.eq(execution_id))
-            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
-            .exec(self.db())
-            .await?;
-        Ok(result.rows_affected)
+        self.cancel_pending(execution_id, None).await
     }
 
     /// Cancels the execution's pending AGENT interventions (the ones that expire).
     pub(crate) async fn cancel_agent_interventions(&mut self, execution_id: &str) -> Result<u64> {
-        let result = intervention::Entity::update_many()
-            .col_expr(intervention::Column::Status, Expr::value(InterventionStatus::Cancelled.as_str()))
-            .col_expr(intervention::Column::ResolvedAt, Expr::value(self.now))
-            .filter(intervention::Column::ExecutionId.eq(execution_id))
-            .filter(intervention::Column::Status.eq(InterventionStatus::Pending.as_str()))
-            .filter(intervention::Column::Kind.eq(InterventionKind::Agent.as_str()))
-            .exec(self.db())
-            .await?;
-        Ok(result.rows_affected)
+        self.cancel_pending(execution_id, Some(InterventionKind::Agent)).await
     }
 
-    /// Asks for this execution to be moved on before the transaction commits: its steps that
-    /// need nothing outside the database run inline (see `worker::advance_inline`); a worker
-    /// takes the rest once the transaction has committed.
+    async fn cancel_pending(&mut self, execution_id: &str, kind: Option<InterventionKind>) -> Result<u64> {
+        let closing = store::interventions::Closing {
+            execution_id,
+            kind: kind.map(InterventionKind::as_str),
+            from: InterventionStatus::Pending.as_str(),
+            to: InterventionStatus::Cancelled.as_str(),
+            at: self.now,
+        };
+        Ok(store::interventions::close(self.db(), closing).await?)
+    }
+
+    /// Asks for this execution to be moved on: before the commit, `advance` runs its steps
+    /// that need nothing outside the database; a worker takes the rest once the transaction
+    /// has committed.
     pub(crate) fn wake(&mut self, id: &str) {
         self.wake.push(id.to_owned());
-    }
-
-    /// Queues a finished child's outcome for the parent waiting on it (if it has one); the
-    /// settle loop delivers it before the transaction commits.
-    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: crate::engine::progress::ChildOutcome) {
-        if let Some(report) = crate::engine::progress::ChildReport::of(child, outcome) {
-            self.reports.push(report);
-        }
     }
 
     pub(crate) fn unwake(&mut self, id: &str) {
         self.wake.retain(|woken| woken != id);
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.commit_reading(None).await.map(drop)
+    /// The execution woken last, taken off the list.
+    pub(crate) fn next_woken(&mut self) -> Option<String> {
+        self.wake.pop()
     }
 
-    /// Commits, first running the woken executions' inline steps. Returns the row of execution
-    /// `read` as it stands at commit if those steps moved it (the caller's copy is then stale).
-    pub(crate) async fn commit_reading(mut self, read: Option<&str>) -> Result<Option<Row>> {
-        let moved = match self.settle().await {
-            Ok(moved) => moved,
-            Err(error) => {
-                self.abandon().await;
-                return Err(error);
-            }
-        };
-        if let Err(error) = self.write_pending().await {
-            self.abandon().await;
-            return Err(error);
+    /// Queues a finished child's outcome for the parent waiting on it (if it has one);
+    /// `advance` delivers it before the transaction commits.
+    pub(crate) fn report_to_parent(&mut self, child: &Row, outcome: ChildOutcome) {
+        if let Some(report) = ChildReport::of(child, outcome) {
+            self.reports.push(report);
         }
-        if let Some(db) = self.db.take() {
-            if self.engine.store.backend() == crate::store::Backend::Postgres {
-                // Delivered at commit, to every replica's listener (see `engine::replicas`).
-                for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
-                    let notified = sea_orm::ConnectionTrait::execute_raw(
-                        db.db(),
-                        sea_orm::Statement::from_sql_and_values(
-                            sea_orm::DbBackend::Postgres,
-                            "SELECT pg_notify($1, $2)",
-                            [self.engine.notify_channel().into(), payload.into()],
-                        ),
-                    )
-                    .await;
-                    if let Err(error) = notified {
-                        let _ = db.rollback().await;
-                        return Err(error.into());
-                    }
-                }
+    }
+
+    /// The child's report queued last, taken off the list.
+    pub(crate) fn next_report(&mut self) -> Option<ChildReport> {
+        self.reports.pop()
+    }
+
+    /// Writes what the transaction appended (history rows and checkpoints, in few statements)
+    /// and, on PostgreSQL, the NOTIFY that other replicas' listeners receive at commit.
+    async fn write_pending(&mut self) -> Result<()> {
+        if !self.reports.is_empty() {
+            // A report left here would leave its parent waiting forever.
+            return Err(Error::Internal(
+                "a transaction with undelivered child reports must commit through `advance::run`".to_owned(),
+            ));
+        }
+        // Moved into the statements, not cloned: they can be large.
+        let events = std::mem::take(&mut self.pending_events);
+        store::history::append_events(self.db(), events).await?;
+        let checkpoints = std::mem::take(&mut self.pending_checkpoints);
+        store::history::write_checkpoints(self.db(), checkpoints).await?;
+        self.pending_bytes = 0;
+        if self.engine.store.backend() == crate::store::Backend::Postgres {
+            // Delivered at commit, to every replica's listener (see `engine::replicas`).
+            for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
+                sea_orm::ConnectionTrait::execute_raw(
+                    self.db(),
+                    sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [self.engine.notify_channel().into(), payload.into()],
+                    ),
+                )
+                .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Commits; once the work is durable, publishes the events and hands the woken executions
+    /// to the workers.
+    async fn commit(mut self) -> Result<()> {
+        if let Some(db) = self.db.take() {
             db.commit().await?;
         }
         for event in std::mem::take(&mut self.events) {
@@ -269,65 +315,6 @@ impl Tx {
         for id in std::mem::take(&mut self.wake) {
             self.engine.enqueue(&id);
         }
-        Ok(read.and_then(|id| moved.into_iter().find(|(moved, _)| moved == id).map(|(_, row)| row)))
-    }
-
-    /// Runs the inline steps of every woken execution (and of those they wake: a child, its
-    /// parent), within one budget, and delivers finished children's outcomes to their parents;
-    /// leaves in `wake` only what needs a worker. A work list: nothing here recurses, however
-    /// deep executions nest.
-    async fn settle(&mut self) -> Result<Vec<(String, Row)>> {
-        let mut budget = crate::engine::worker::INLINE_STEPS;
-        let mut for_workers: Vec<String> = Vec::new();
-        let mut moved: HashMap<String, Row> = HashMap::new();
-        loop {
-            // Reports first: a parent's row must be current before it is advanced again.
-            if let Some(report) = self.reports.pop() {
-                let parent_id = report.parent_id.clone();
-                crate::engine::progress::deliver(self, report).await?;
-                // The caller's copy of the parent (if it read one) is stale now.
-                moved.remove(&parent_id);
-                if let Some(row) = execution::Entity::find_by_id(parent_id.clone()).one(self.db()).await? {
-                    moved.insert(parent_id, row);
-                }
-                continue;
-            }
-            let Some(id) = self.wake.pop() else { break };
-            if for_workers.contains(&id) {
-                continue;
-            }
-            let (row, needs_worker) = crate::engine::worker::advance_inline(self, &id, &mut budget).await?;
-            if needs_worker {
-                for_workers.push(id.clone());
-            }
-            if let Some(row) = row {
-                moved.insert(id, row);
-            }
-        }
-        self.wake = for_workers;
-        Ok(moved.into_iter().collect())
-    }
-
-    /// Writes the history rows and checkpoints this transaction appended, in few statements.
-    async fn write_pending(&mut self) -> Result<()> {
-        // Moved into the statements chunk by chunk, not cloned: they can be large.
-        let mut events = std::mem::take(&mut self.pending_events);
-        while !events.is_empty() {
-            let rest = events.split_off(events.len().min(INSERT_CHUNK));
-            let chunk = std::mem::replace(&mut events, rest);
-            event::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(self.db())
-                .await?;
-        }
-        let mut checkpoints = std::mem::take(&mut self.pending_checkpoints);
-        while !checkpoints.is_empty() {
-            let rest = checkpoints.split_off(checkpoints.len().min(INSERT_CHUNK));
-            let chunk = std::mem::replace(&mut checkpoints, rest);
-            checkpoint::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(self.db())
-                .await?;
-        }
-        self.pending_bytes = 0;
         Ok(())
     }
 }

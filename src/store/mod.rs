@@ -5,9 +5,15 @@
 //! read lock halfway through; one process owns the file. On PostgreSQL the migrations run under
 //! an advisory lock so that replicas starting together do not race, and execution rows are
 //! locked with `FOR UPDATE` inside each transition.
+//!
+//! `executions`, `history` and `interventions` hold the engine's statements under names that
+//! say what they do; the engine decides what to store, these modules how.
 
 pub mod entity;
+pub(crate) mod executions;
 mod group;
+pub(crate) mod history;
+pub(crate) mod interventions;
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! ABORT: the execution ends for good, with a reason. Pending interventions are cancelled and
 //! child executions aborted; a parent waiting on this execution sees its step fail.
 
+use crate::engine::children::{abort, fail_parent_step};
 use crate::engine::error::{Error, Result};
-use crate::engine::progress::{abort, fail_parent_step};
 use crate::engine::tx::{Row, Tx};
 
 pub(super) async fn apply(tx: &mut Tx, row: &mut Row, reason: &str, actor: &str) -> Result<()> {

@@ -1,22 +1,15 @@
 //! BACK: return to the previous checkpoint — the latest one recorded before the current step —
 //! with its context. History keeps everything; the move is a JUMPED event.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-
 use crate::engine::definition::CompiledPlaybook;
 use crate::engine::error::{Error, Result};
 use crate::engine::transition::restore;
 use crate::engine::tx::{Row, Tx};
-use crate::store::entity::checkpoint;
+use crate::store;
 
 pub(super) async fn apply(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, actor: &str) -> Result<()> {
-    let previous = checkpoint::Entity::find()
-        .filter(checkpoint::Column::ExecutionId.eq(row.id.clone()))
-        .filter(checkpoint::Column::StepIndex.lt(row.current_step_index))
-        .order_by_desc(checkpoint::Column::Seq)
-        .one(tx.db())
-        .await?
-        .ok_or_else(|| {
+    let previous =
+        store::history::latest_checkpoint_before(tx.db(), &row.id, row.current_step_index).await?.ok_or_else(|| {
             Error::Conflict(format!("execution {} is at its first step; there is no earlier checkpoint", row.id))
         })?;
     let target = previous.step_index;

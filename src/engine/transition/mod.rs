@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::engine::Inner;
 use crate::engine::access::{Access, Resource, authorize, authorize_steering, may_steer};
 use crate::engine::error::{Error, Result};
 use crate::engine::progress::status;
@@ -25,6 +24,7 @@ use crate::engine::tx::Tx;
 use crate::engine::types::{
     Action, Execution, ExecutionId, ExecutionStatus, Intervention, InterventionId, InterventionStatus, Principal,
 };
+use crate::engine::{Inner, advance};
 
 use ExecutionStatus::{Failed, Paused, Running, Waiting};
 
@@ -128,22 +128,18 @@ pub(crate) async fn apply(
     command: Command,
 ) -> Result<Execution> {
     let action = command.action();
-    let (mut tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
-    match steer(engine, principal, id, command, action, &mut tx, &mut row).await {
-        Ok(playbook) => {
-            let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
-            tx.save(row.clone()).await?;
-            // The steps that follow run inline at commit; answer with where they left it.
-            let row = tx.commit_reading(Some(&row.id)).await?.unwrap_or(row);
-            records::execution(&row, &step_names)
-        }
-        Err(error) => {
-            // Roll back now: a transaction merely dropped would keep SQLite's write lock until
-            // its connection is next used.
-            tx.abandon().await;
-            Err(error)
-        }
-    }
+    let (tx, mut row) = Tx::lock(engine, &id.to_string()).await?;
+    // Any error rolls back at once (see `Tx::end`): a transaction merely dropped would keep
+    // SQLite's write lock until its connection is next used.
+    let ((row, step_names), moved) = advance::run(tx, async |tx| {
+        let playbook = steer(engine, principal, id, command, action, tx, &mut row).await?;
+        let step_names: Vec<String> = playbook.steps.iter().map(|step| step.name.clone()).collect();
+        tx.save(row.clone()).await?;
+        Ok((row, step_names))
+    })
+    .await?;
+    // The steps that follow ran inline at commit; answer with where they left it.
+    records::execution(&moved.latest(row), &step_names)
 }
 
 /// Checks and applies one action inside the caller's transaction.

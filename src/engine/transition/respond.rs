@@ -3,7 +3,7 @@
 //! MANUAL-mode gate (CHECKPOINT). Answering twice is a CONFLICT.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
 use crate::engine::access::authorize_steering;
@@ -16,7 +16,7 @@ use crate::engine::types::{
     Action, EventType, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Principal,
 };
 use crate::schema;
-use crate::store::entity::intervention;
+use crate::store;
 
 pub(super) async fn apply(
     tx: &mut Tx,
@@ -27,7 +27,7 @@ pub(super) async fn apply(
     response: Value,
     notes: Option<String>,
 ) -> Result<()> {
-    let found = intervention::Entity::find_by_id(id.to_string()).one(tx.db()).await?;
+    let found = store::interventions::find(tx.db(), &id.to_string()).await?;
     let Some(found) = found.filter(|found| found.execution_id == row.id) else {
         return Err(Error::InterventionNotFound(id));
     };

@@ -1,0 +1,79 @@
+//! How the engine runs: its configuration, with the defaults an embedded engine starts from.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::engine::auth;
+use crate::engine::types::Environment;
+use crate::package;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// On PostgreSQL, the schema that holds Orgata's tables (default: `public`).
+    pub database_schema: Option<String>,
+    /// Database connections in the pool.
+    pub pool_size: u32,
+    /// Steps run concurrently at most; 0 runs no workers at all (for administration tools).
+    pub workers: usize,
+    /// How long a replica's claim on a running execution lasts without renewal.
+    pub lease: Duration,
+    /// An OpenAI-compatible endpoint for agent steps; without one they become interventions.
+    pub model: Option<ModelConfig>,
+    /// URL prefixes webhook steps may call, per environment.
+    pub webhook_allow: HashMap<Environment, Vec<String>>,
+    /// JWT verification, if bearer JWTs are accepted.
+    pub jwt: Option<auth::JwtConfig>,
+    /// What one package may hold, and how deep playbooks may nest (checked at deploy over
+    /// the call graph, and when a child execution starts).
+    pub limits: package::Limits,
+    /// The largest step output stored (a webhook's reply included), in bytes of JSON; a
+    /// larger one fails its step.
+    pub max_output_bytes: usize,
+    /// About how many bytes of compiled definitions stay in memory; the least recently used
+    /// runtime versions are dropped beyond it (and compiled again when next needed).
+    pub definition_cache_bytes: usize,
+    /// What one jq program may spend (`--jq-max-steps`, `--jq-timeout-ms`,
+    /// `--jq-max-value-bytes`). jq evaluations read one budget per process, so the engine
+    /// started last sets it for all.
+    pub jq_budget: crate::jq::Budget,
+}
+
+/// An OpenAI-compatible chat-completions endpoint.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+}
+
+impl EngineConfig {
+    /// Defaults: 8 workers, a 30 s lease, loopback webhooks in development and simulation.
+    pub fn new(database_url: impl Into<String>) -> EngineConfig {
+        let loopback: Vec<String> =
+            ["http://127.0.0.1", "http://localhost", "http://[::1]"].map(str::to_owned).to_vec();
+        EngineConfig {
+            database_url: database_url.into(),
+            database_schema: None,
+            pool_size: 16,
+            workers: 8,
+            lease: Duration::from_secs(30),
+            model: None,
+            webhook_allow: HashMap::from([
+                (Environment::Development, loopback.clone()),
+                (Environment::Simulation, loopback),
+            ]),
+            jwt: None,
+            limits: package::Limits::DEFAULT,
+            max_output_bytes: 4 * 1024 * 1024,
+            definition_cache_bytes: 256 * 1024 * 1024,
+            jq_budget: crate::jq::Budget::DEFAULT,
+        }
+    }
+
+    pub fn webhook_allow_list(&self, environment: Environment) -> &[String] {
+        self.webhook_allow.get(&environment).map_or(&[], Vec::as_slice)
+    }
+}

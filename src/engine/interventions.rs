@@ -1,0 +1,137 @@
+//! Interventions and steering: reading what waits on people, what each caller may do, and
+//! applying a person's action (see [`transition`]).
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::engine::access::{self, Access, Resource, authorize, readable};
+use crate::engine::transition::{self, Command};
+use crate::engine::types::{
+    Action, Environment, Execution, ExecutionId, Intervention, InterventionId, InterventionKind, InterventionStatus,
+    Principal,
+};
+use crate::engine::{Engine, Error, MAX_PAGE, Result, records};
+use crate::store::entity::intervention;
+
+/// Which interventions to list.
+#[derive(Debug, Clone, Default)]
+pub struct InterventionFilter {
+    pub environment: Option<Environment>,
+    pub runtime_id: Option<String>,
+    pub execution_id: Option<ExecutionId>,
+    pub status: Option<InterventionStatus>,
+    pub kind: Option<InterventionKind>,
+    /// Only interventions this principal may answer.
+    pub answerable_by: Option<Principal>,
+}
+
+impl Engine {
+    pub async fn intervention(&self, principal: &Principal, id: InterventionId) -> Result<Intervention> {
+        let row = intervention::Entity::find_by_id(id.to_string())
+            .one(self.inner.store.connection())
+            .await?
+            .ok_or(Error::InterventionNotFound(id))?;
+        let intervention = records::intervention(row)?;
+        authorize(principal, intervention.environment, Access::Read, Resource::Intervention)?;
+        Ok(intervention)
+    }
+
+    /// Interventions, oldest first.
+    pub async fn interventions(
+        &self,
+        principal: &Principal,
+        filter: &InterventionFilter,
+        limit: u64,
+    ) -> Result<Vec<Intervention>> {
+        if let Some(environment) = filter.environment {
+            authorize(principal, environment, Access::Read, Resource::Intervention)?;
+        }
+        let mut condition = Condition::all().add(intervention::Column::Environment.is_in(readable(
+            principal,
+            Resource::Intervention,
+            filter.environment,
+        )));
+        if let Some(runtime_id) = &filter.runtime_id {
+            condition = condition.add(intervention::Column::RuntimeId.eq(runtime_id.as_str()));
+        }
+        if let Some(execution_id) = filter.execution_id {
+            condition = condition.add(intervention::Column::ExecutionId.eq(execution_id.to_string()));
+        }
+        if let Some(status) = filter.status {
+            condition = condition.add(intervention::Column::Status.eq(status.as_str()));
+        }
+        if let Some(kind) = filter.kind {
+            condition = condition.add(intervention::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(answerer) = &filter.answerable_by {
+            // Admins of an environment answer anything in it; others what their roles cover.
+            let administered: Vec<&str> = Environment::ALL
+                .iter()
+                .copied()
+                .filter(|environment| answerer.grants.is_admin(*environment))
+                .map(Environment::as_str)
+                .collect();
+            let roles: Vec<String> = answerer.roles.iter().cloned().collect();
+            condition = condition.add(
+                Condition::any()
+                    .add(intervention::Column::Environment.is_in(administered))
+                    .add(intervention::Column::Role.is_null())
+                    .add(intervention::Column::Role.is_in(roles)),
+            );
+        }
+        intervention::Entity::find()
+            .filter(condition)
+            .order_by_asc(intervention::Column::Id)
+            .limit(limit.clamp(1, MAX_PAGE))
+            .all(self.inner.store.connection())
+            .await?
+            .into_iter()
+            .map(records::intervention)
+            .collect()
+    }
+
+    /// Every intervention of each of `executions`, oldest first, in one query.
+    pub async fn interventions_of(
+        &self,
+        executions: &[ExecutionId],
+    ) -> Result<HashMap<ExecutionId, Vec<Intervention>>> {
+        let ids: Vec<String> = executions.iter().map(ToString::to_string).collect();
+        let rows = intervention::Entity::find()
+            .filter(intervention::Column::ExecutionId.is_in(ids))
+            .order_by_asc(intervention::Column::Id)
+            .all(self.inner.store.connection())
+            .await?;
+        let mut found: HashMap<ExecutionId, Vec<Intervention>> = HashMap::new();
+        for row in rows {
+            let intervention = records::intervention(row)?;
+            found.entry(intervention.execution_id).or_default().push(intervention);
+        }
+        Ok(found)
+    }
+
+    /// What `principal` may do to `execution` now: the actions legal in its status that the
+    /// steering rule lets this caller take (RESPOND is listed per intervention).
+    pub async fn allowed_actions(&self, principal: &Principal, execution: &Execution) -> Result<Vec<Action>> {
+        let definition = self.inner.definition(&execution.runtime_id, execution.runtime_version).await?;
+        let role = transition::role_at(definition.playbook(&execution.playbook)?, execution.current_step_index);
+        let is_child = execution.parent_id.is_some();
+        Ok(Action::ALL
+            .iter()
+            .copied()
+            .filter(|action| *action != Action::Respond)
+            .filter(|action| transition::is_legal_for(*action, execution.status, is_child))
+            .filter(|action| access::may_steer(principal, execution.environment, *action, role))
+            .collect())
+    }
+
+    /// What `principal` may do to `intervention` now; see [`transition::allowed_on`].
+    pub fn intervention_actions(&self, principal: &Principal, intervention: &Intervention) -> Vec<Action> {
+        transition::allowed_on(principal, intervention)
+    }
+
+    /// Applies a person's action to an execution; see [`transition::LEGAL`].
+    pub async fn act(&self, principal: &Principal, id: ExecutionId, command: Command) -> Result<Execution> {
+        transition::apply(&self.inner, principal, id, command).await
+    }
+}
