@@ -68,3 +68,19 @@ fn the_api_layer_never_imports_the_server() {
     }
     assert!(offences.is_empty(), "src/api must not import src/server.rs:\n{}", offences.join("\n"));
 }
+
+/// No hand-written source file grows past what a newcomer reads in one sitting: a file that
+/// does is holding more than one concern and wants splitting along its seams.
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long: Vec<String> = rust_files(&source)
+        .into_iter()
+        .filter_map(|file| {
+            let lines = fs::read_to_string(&file).expect("readable source file").lines().count();
+            (lines > 500).then(|| format!("{} ({lines} lines)", file.display()))
+        })
+        .collect();
+    long.sort();
+    assert!(long.is_empty(), "files over 500 lines:\n{}", long.join("\n"));
+}

@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
+use crate::engine::payloads;
 use crate::engine::progress::{NewExecution, complete_step, create_execution, fail_step, set_status, status};
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx};
-use crate::engine::types::{EventType, ExecutionStatus, Principal};
+use crate::engine::types::{ExecutionStatus, Principal};
 use crate::store;
 
 /// What a finished child tells the parent that waits on it.
@@ -115,11 +116,14 @@ pub(crate) async fn start_child(
     .await?;
     // STEP_STARTED names the child, so the parent's history shows what it waits on.
     row.step_started = true;
-    let payload = json!({
-        "stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str(),
-        "childExecutionId": child.id, "playbook": child_playbook.name,
-    });
-    tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
+    let payload = payloads::StepStarted {
+        step_index: step.index as i64,
+        attempt: i64::from(row.attempt),
+        kind: step.kind.as_str().to_owned(),
+        child_execution_id: Some(child.id.clone()),
+        playbook: Some(child_playbook.name.clone()),
+    };
+    tx.record(row, Principal::SYSTEM, Some(&step.name), payload).await?;
     set_status(row, ExecutionStatus::Waiting);
     // Waiting on a child has no deadline (see `request_intervention`).
     row.wake_at = None;
@@ -172,6 +176,6 @@ pub(crate) async fn abort_one(tx: &mut Tx, row: &mut Row, reason: &str, actor: &
     row.epoch += 1;
     row.error = Some(format!("aborted: {reason}"));
     set_status(row, ExecutionStatus::Aborted);
-    tx.record(row, EventType::ExecutionAborted, actor, None, json!({"reason": reason})).await?;
+    tx.record(row, actor, None, payloads::ExecutionAborted { reason: reason.to_owned() }).await?;
     Ok(())
 }

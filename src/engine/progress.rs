@@ -9,11 +9,11 @@ use crate::engine::children::{ChildOutcome, abort_children, fail_parent_step};
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
 use crate::engine::lease;
+use crate::engine::payloads;
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{
-    Action, EventType, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode,
-    Principal,
+    Action, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode, Principal,
 };
 use crate::package::Fallback;
 use crate::schema;
@@ -66,8 +66,14 @@ async fn record_started(tx: &mut Tx, row: &mut Row, step: &CompiledStep) -> Resu
         // The attempt begins: a retry's wait is over, and `wake_at` must not outlive it (the
         // sweeper reads it as an AGENT deadline once the execution waits; see `expire`).
         row.wake_at = None;
-        let payload = json!({"stepIndex": step.index, "attempt": row.attempt, "kind": step.kind.as_str()});
-        tx.record(row, EventType::StepStarted, Principal::SYSTEM, Some(&step.name), payload).await?;
+        let payload = payloads::StepStarted {
+            step_index: step.index as i64,
+            attempt: i64::from(row.attempt),
+            kind: step.kind.as_str().to_owned(),
+            child_execution_id: None,
+            playbook: None,
+        };
+        tx.record(row, Principal::SYSTEM, Some(&step.name), payload).await?;
     }
     Ok(())
 }
@@ -89,8 +95,8 @@ pub(crate) async fn complete_step(
 ) -> Result<()> {
     record_started(tx, row, step).await?;
     steps_mut(row).insert(step.name.clone(), output.clone());
-    let payload = json!({"stepIndex": step.index, "attempt": row.attempt, "output": output});
-    let seq = tx.record(row, EventType::StepCompleted, actor, Some(&step.name), payload).await?;
+    let payload = payloads::StepCompleted { step_index: step.index as i64, attempt: i64::from(row.attempt), output };
+    let seq = tx.record(row, actor, Some(&step.name), payload).await?;
     advance(tx, row, playbook, seq).await
 }
 
@@ -107,8 +113,8 @@ pub(crate) async fn skip_step(
     if let Some(output) = &output {
         steps_mut(row).insert(step.name.clone(), output.clone());
     }
-    let payload = json!({"stepIndex": step.index, "reason": reason, "output": output});
-    let seq = tx.record(row, EventType::StepSkipped, actor, Some(&step.name), payload).await?;
+    let payload = payloads::StepSkipped { step_index: step.index as i64, reason: reason.to_owned(), output };
+    let seq = tx.record(row, actor, Some(&step.name), payload).await?;
     advance(tx, row, playbook, seq).await
 }
 
@@ -146,8 +152,7 @@ pub(crate) async fn finish(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybo
             row.output = Some(output.clone());
             row.error = None;
             set_status(row, ExecutionStatus::Completed);
-            tx.record(row, EventType::ExecutionCompleted, Principal::SYSTEM, None, json!({"output": output.clone()}))
-                .await?;
+            tx.record(row, Principal::SYSTEM, None, payloads::ExecutionCompleted { output: output.clone() }).await?;
             tx.report_to_parent(row, ChildOutcome::Completed(output));
             Ok(())
         }
@@ -173,11 +178,14 @@ pub(crate) async fn fail_step(
     let max_attempts = step.max_attempts();
     if attempt < max_attempts {
         let delay = step.backoff(attempt + 1);
-        let payload = json!({
-            "stepIndex": step.index, "attempt": attempt, "error": error,
-            "willRetry": true, "retryInMs": delay.as_millis() as u64,
-        });
-        tx.record(row, EventType::StepFailed, actor, Some(&step.name), payload).await?;
+        let payload = payloads::StepFailed {
+            step_index: step.index as i64,
+            attempt: i64::from(attempt),
+            error: error.to_owned(),
+            will_retry: true,
+            retry_in_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        };
+        tx.record(row, actor, Some(&step.name), payload).await?;
         row.attempt += 1;
         row.step_started = false;
         row.wake_at =
@@ -186,8 +194,14 @@ pub(crate) async fn fail_step(
         tx.wake(&row.id);
         return Ok(());
     }
-    let payload = json!({"stepIndex": step.index, "attempt": attempt, "error": error, "willRetry": false});
-    tx.record(row, EventType::StepFailed, actor, Some(&step.name), payload).await?;
+    let payload = payloads::StepFailed {
+        step_index: step.index as i64,
+        attempt: i64::from(attempt),
+        error: error.to_owned(),
+        will_retry: false,
+        retry_in_ms: None,
+    };
+    tx.record(row, actor, Some(&step.name), payload).await?;
     match step.fallback() {
         Fallback::Fail => fail_execution(tx, row, &format!("step `{}` failed: {error}", step.name), actor).await,
         Fallback::Human => {
@@ -206,7 +220,7 @@ pub(crate) async fn fail_execution(tx: &mut Tx, row: &mut Row, error: &str, acto
     row.error = Some(error.to_owned());
     set_status(row, ExecutionStatus::Failed);
     tx.cancel_interventions(&row.id).await?;
-    tx.record(row, EventType::ExecutionFailed, actor, None, json!({"error": error})).await?;
+    tx.record(row, actor, None, payloads::ExecutionFailed { error: error.to_owned() }).await?;
     fail_parent_step(tx, row, &format!("child execution {} failed: {error}", row.id)).await
 }
 
@@ -258,11 +272,15 @@ pub(crate) async fn request_intervention(
         created_at: tx.now,
     };
     store::interventions::insert(tx.db(), model).await?;
-    let payload = json!({
-        "interventionId": id, "kind": kind.as_str(), "role": role, "prompt": prompt, "formSchema": form_schema,
-        "allowedActions": allowed,
-    });
-    tx.record(row, EventType::InterventionRequested, Principal::SYSTEM, Some(&step.name), payload).await?;
+    let payload = payloads::InterventionRequested {
+        intervention_id: id,
+        kind,
+        role,
+        prompt,
+        form_schema,
+        allowed_actions: offered(kind),
+    };
+    tx.record(row, Principal::SYSTEM, Some(&step.name), payload).await?;
     set_status(row, ExecutionStatus::Waiting);
     // A WAITING execution's `wake_at` is only ever its AGENT intervention's deadline: the
     // sweeper fails the step once it passes (see `expire`). Anything else is cleared here, so
@@ -321,11 +339,15 @@ pub(crate) async fn create_execution(tx: &mut Tx, new: NewExecution<'_>) -> Resu
         updated_at: tx.now,
     };
     tx.insert_execution(row.clone()).await?;
-    let payload = json!({
-        "input": new.input, "mode": new.mode.as_str(), "playbook": new.playbook.name,
-        "runtime": new.runtime_id, "version": new.runtime_version, "parentId": new.parent.map(|(parent, _, _)| parent),
-    });
-    let seq = tx.record(&mut row, EventType::ExecutionStarted, new.started_by, None, payload).await?;
+    let payload = payloads::ExecutionStarted {
+        input: new.input,
+        mode: new.mode,
+        playbook: new.playbook.name.clone(),
+        runtime: new.runtime_id.to_owned(),
+        version: i64::from(new.runtime_version),
+        parent_id: new.parent.map(|(parent, _, _)| parent.to_owned()),
+    };
+    let seq = tx.record(&mut row, new.started_by, None, payload).await?;
     let first = new.playbook.steps.first().map(|step| step.name.as_str());
     tx.checkpoint(&row, seq, first).await?;
     tx.save(row.clone()).await?;

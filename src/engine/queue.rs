@@ -7,11 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 
-use serde_json::json;
-
 use crate::engine::tx::{Row, Tx};
-use crate::engine::types::{Event, EventType, ExecutionStatus, Principal};
-use crate::engine::{Error, Inner, Result, advance, progress, worker};
+use crate::engine::types::{Event, ExecutionStatus, Principal};
+use crate::engine::{Error, Inner, Result, advance, payloads, progress, worker};
 
 /// How many times working one execution may fail inside the engine (not in its steps) before
 /// it is failed as poison rather than retried.
@@ -168,7 +166,7 @@ pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -
         row.error = Some(reason.to_owned());
         progress::set_status(&mut row, ExecutionStatus::Failed);
         tx.cancel_interventions(&row.id).await?;
-        tx.record(&mut row, EventType::ExecutionFailed, Principal::SYSTEM, None, json!({"error": reason})).await?;
+        tx.record(&mut row, Principal::SYSTEM, None, payloads::ExecutionFailed { error: reason.to_string() }).await?;
         tx.save(row).await
     })
     .await?;

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use crate::engine::Inner;
 use crate::engine::children::{ChildOutcome, ChildReport};
 use crate::engine::error::{Error, Result};
+use crate::engine::payloads::Payload;
 use crate::engine::records;
-use crate::engine::types::{Event, EventType, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
+use crate::engine::types::{Event, ExecutionId, ExecutionStatus, InterventionKind, InterventionStatus};
 use crate::store::entity::{checkpoint, event, execution};
 use crate::store::{self, Write};
 
@@ -160,14 +161,16 @@ impl Tx {
     }
     /// Appends one history event with the next `seq`; the row's lock makes `seq` order the
     /// commit order.
-    pub(crate) async fn record(
+    pub(crate) async fn record<P: Payload>(
         &mut self,
         row: &mut Row,
-        event_type: EventType,
         actor: &str,
         step: Option<&str>,
-        payload: Value,
+        payload: P,
     ) -> Result<i64> {
+        let event_type = P::TYPE;
+        let payload = serde_json::to_value(payload)
+            .map_err(|error| Error::Internal(format!("writing a {event_type} payload: {error}")))?;
         row.last_seq += 1;
         let model = event::Model {
             execution_id: row.id.clone(),

@@ -1,16 +1,15 @@
 //! PAUSE: nothing runs until RESUME. A step already running completes and is recorded, but the
 //! execution does not move past it.
 
-use serde_json::json;
-
 use crate::engine::error::Result;
+use crate::engine::payloads;
 use crate::engine::tx::{Row, Tx};
-use crate::engine::types::{EventType, ExecutionStatus};
+use crate::engine::types::ExecutionStatus;
 
 pub(super) async fn apply(tx: &mut Tx, row: &mut Row, from: ExecutionStatus, actor: &str) -> Result<()> {
     row.paused_from = Some(from.as_str().to_owned());
     row.status = ExecutionStatus::Paused.as_str().to_owned();
-    tx.record(row, EventType::Paused, actor, None, json!({"from": from.as_str()})).await?;
+    tx.record(row, actor, None, payloads::Paused { from }).await?;
     Ok(())
 }
 

@@ -4,17 +4,16 @@
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::engine::access::authorize_steering;
 use crate::engine::definition::CompiledPlaybook;
 use crate::engine::error::{Error, Result};
+use crate::engine::payloads;
 use crate::engine::progress::{complete_step, current_step, set_status};
 use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx};
-use crate::engine::types::{
-    Action, EventType, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Principal,
-};
+use crate::engine::types::{Action, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Principal};
 use crate::schema;
 use crate::store;
 
@@ -58,8 +57,8 @@ pub(super) async fn apply(
     resolved.resolved_at = Set(Some(Utc::now()));
     resolved.update(tx.db()).await?;
     let payload =
-        json!({"interventionId": id.to_string(), "kind": kind.as_str(), "response": response, "notes": notes});
-    tx.record(row, EventType::InterventionResolved, &principal.id, Some(&step.name), payload).await?;
+        payloads::InterventionResolved { intervention_id: id.to_string(), kind, response: response.clone(), notes };
+    tx.record(row, &principal.id, Some(&step.name), payload).await?;
     row.epoch += 1;
     match kind {
         InterventionKind::Checkpoint => {
