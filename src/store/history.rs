@@ -1,34 +1,38 @@
 //! Statements on history (events) and checkpoints, which are only ever inserted.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+};
 
 use crate::store::entity::{checkpoint, event};
 
 /// Rows per multi-row INSERT (SQLite allows 32,766 bound values; an event has nine).
 const INSERT_CHUNK: usize = 500;
 
-/// Appends history rows, in multi-row inserts. The rows are moved into the statements chunk
-/// by chunk, not cloned: they can be large.
-pub(crate) async fn append_events(db: &impl ConnectionTrait, mut events: Vec<event::Model>) -> Result<(), DbErr> {
-    while !events.is_empty() {
-        let rest = events.split_off(events.len().min(INSERT_CHUNK));
-        let chunk = std::mem::replace(&mut events, rest);
-        event::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+/// Appends history rows, in multi-row inserts (see [`insert_chunked`]).
+pub(crate) async fn append_events(db: &impl ConnectionTrait, events: Vec<event::Model>) -> Result<(), DbErr> {
+    insert_chunked(db, events).await
 }
 
-/// Writes checkpoints, in multi-row inserts (see [`append_events`]).
+/// Writes checkpoints, in multi-row inserts (see [`insert_chunked`]).
 pub(crate) async fn write_checkpoints(
     db: &impl ConnectionTrait,
-    mut checkpoints: Vec<checkpoint::Model>,
+    checkpoints: Vec<checkpoint::Model>,
 ) -> Result<(), DbErr> {
-    while !checkpoints.is_empty() {
-        let rest = checkpoints.split_off(checkpoints.len().min(INSERT_CHUNK));
-        let chunk = std::mem::replace(&mut checkpoints, rest);
-        checkpoint::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
+    insert_chunked(db, checkpoints).await
+}
+
+/// Inserts `rows` in multi-row statements of [`INSERT_CHUNK`] rows. The rows are moved into the
+/// statements chunk by chunk, not cloned: they can be large.
+async fn insert_chunked<M, A>(db: &impl ConnectionTrait, mut rows: Vec<M>) -> Result<(), DbErr>
+where
+    M: IntoActiveModel<A> + Send,
+    A: ActiveModelTrait + Send,
+{
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        let chunk = std::mem::replace(&mut rows, rest);
+        <A::Entity as EntityTrait>::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
             .exec_without_returning(db)
             .await?;
     }
