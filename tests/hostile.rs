@@ -421,6 +421,7 @@ async fn slow_websocket_clients_are_disconnected_and_others_served() {
         let subscribe = json!({"type": "subscribe_execution", "executionId": id, "afterSeq": 0});
         slow_rest.send(Message::text(subscribe.to_string())).await.expect("sent");
     }
+    let rest_subscribed = Instant::now();
 
     // While the slow clients are stuck (their subscriptions must not hold database connections),
     // others are served: the database is reachable, a query runs, a subscription gets events.
@@ -450,6 +451,10 @@ async fn slow_websocket_clients_are_disconnected_and_others_served() {
     .await;
     let read = drain(&mut slow).await.expect("the server closed the slow GraphQL connection");
     assert!(read < total, "the slow GraphQL client was sent everything ({read} bytes)");
+    // The REST connection has its own send timeout, counted from when its own writes stopped
+    // making progress (shortly after it subscribed): reading it earlier would let them
+    // progress again. This wait is the case itself: the timeout must pass unread.
+    tokio::time::sleep_until((rest_subscribed + Duration::from_secs(8 + 6)).into()).await;
     let read = drain(&mut slow_rest).await.expect("the server closed the slow REST connection");
     assert!(read < total, "the slow REST client was sent everything ({read} bytes)");
 
