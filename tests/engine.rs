@@ -1231,3 +1231,65 @@ async fn outputs_and_webhook_replies_over_the_cap_fail_their_step() {
     let error = failed.error.unwrap_or_default();
     assert!(error.contains("output is larger than 65536 bytes"), "{error}");
 }
+
+/// The inbox's "mine" filter (SQL) and the answer check (Rust) are one rule: for every
+/// principal, the interventions listed as answerable are exactly those it may answer.
+#[tokio::test]
+async fn the_inbox_lists_exactly_what_the_answer_rule_allows() {
+    let harness = Harness::start().await;
+    // A TASK for each role, and a CHECKPOINT (MANUAL mode) on a step that names no role.
+    let yaml = r#"
+package: inbox
+version: 1.0.0
+roles:
+  - name: clerk
+  - name: manager
+playbooks:
+  - name: for-clerk
+    steps:
+      - {name: ask, kind: human, role: clerk, output_schema: {type: object}}
+  - name: for-manager
+    steps:
+      - {name: ask, kind: human, role: manager, output_schema: {type: object}}
+  - name: for-anyone
+    steps:
+      - {name: shape, kind: transform, program: '{}'}
+"#;
+    harness.deploy_yaml(yaml, Environment::Development).await.expect("the package deploys");
+    for (playbook, mode) in [("for-clerk", Mode::Auto), ("for-manager", Mode::Auto), ("for-anyone", Mode::Manual)] {
+        let request = ExecuteRequest { mode, ..start("inbox-v1", playbook, json!({})) };
+        let execution = harness.engine.execute(&admin(), request).await.expect("starts");
+        harness.wait_status(execution.id, ExecutionStatus::Waiting).await;
+    }
+    let pending =
+        orgata::engine::InterventionFilter { status: Some(InterventionStatus::Pending), ..Default::default() };
+    let all = harness.engine.interventions(&admin(), &pending, 100).await.expect("lists");
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|intervention| intervention.role.is_none()), "one asks no role: {all:?}");
+    let principals = [
+        common::person("clerk", &["clerk"]),
+        common::person("manager", &["manager"]),
+        common::person("both", &["clerk", "manager"]),
+        common::person("nobody", &[]),
+        admin(),
+    ];
+    for principal in principals {
+        let mine = orgata::engine::InterventionFilter { answerable_by: Some(principal.clone()), ..pending.clone() };
+        let mut listed: Vec<String> = harness
+            .engine
+            .interventions(&principal, &mine, 100)
+            .await
+            .expect("lists")
+            .into_iter()
+            .map(|intervention| intervention.step_index.to_string() + &intervention.execution_id.to_string())
+            .collect();
+        let mut allowed: Vec<String> = all
+            .iter()
+            .filter(|intervention| principal.may_answer(intervention.role.as_deref(), intervention.environment))
+            .map(|intervention| intervention.step_index.to_string() + &intervention.execution_id.to_string())
+            .collect();
+        listed.sort();
+        allowed.sort();
+        assert_eq!(listed, allowed, "{}", principal.id);
+    }
+}

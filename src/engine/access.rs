@@ -242,6 +242,35 @@ impl Steering {
 }
 
 /// The steering rule, the one place that says who may apply `action` to an execution in
+/// Who may answer what: the one rule behind [`Principal::may_answer`] (steering, RESPOND) and
+/// the inbox's "mine" filter, which the store states as SQL from the same data
+/// (`store::interventions::answerable_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerRule {
+    /// Environments the principal administers: anything in them.
+    pub administered: Vec<Environment>,
+    /// Roles the principal holds: interventions for those roles, and those for no role.
+    pub roles: Vec<String>,
+}
+
+impl AnswerRule {
+    pub fn of(principal: &Principal) -> AnswerRule {
+        AnswerRule {
+            administered: Environment::ALL
+                .iter()
+                .copied()
+                .filter(|environment| principal.grants.is_admin(*environment))
+                .collect(),
+            roles: principal.roles.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether an intervention for `role` in `environment` may be answered under this rule.
+    pub fn allows(&self, role: Option<&str>, environment: Environment) -> bool {
+        self.administered.contains(&environment) || role.is_none_or(|role| self.roles.iter().any(|held| held == role))
+    }
+}
+
 /// `environment` that stands at a step assigned to `role` (for RESPOND, the intervention's
 /// role). Every protocol's steering, and every `allowedActions` list, goes through it.
 pub fn authorize_steering(

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::engine::access::{self, Access, Resource, authorize, readable};
+use crate::engine::access::{self, Access, AnswerRule, Resource, authorize, readable};
 use crate::engine::transition::{self, Command};
 use crate::engine::types::{
     Action, Environment, Execution, ExecutionId, Intervention, InterventionId, InterventionKind, InterventionStatus,
     Principal,
 };
 use crate::engine::{Engine, Error, MAX_PAGE, Result, records};
+use crate::store;
 use crate::store::entity::intervention;
 
 /// Which interventions to list.
@@ -65,20 +66,9 @@ impl Engine {
             condition = condition.add(intervention::Column::Kind.eq(kind.as_str()));
         }
         if let Some(answerer) = &filter.answerable_by {
-            // Admins of an environment answer anything in it; others what their roles cover.
-            let administered: Vec<&str> = Environment::ALL
-                .iter()
-                .copied()
-                .filter(|environment| answerer.grants.is_admin(*environment))
-                .map(Environment::as_str)
-                .collect();
-            let roles: Vec<String> = answerer.roles.iter().cloned().collect();
-            condition = condition.add(
-                Condition::any()
-                    .add(intervention::Column::Environment.is_in(administered))
-                    .add(intervention::Column::Role.is_null())
-                    .add(intervention::Column::Role.is_in(roles)),
-            );
+            let rule = AnswerRule::of(answerer);
+            let administered: Vec<&str> = rule.administered.iter().map(|environment| environment.as_str()).collect();
+            condition = condition.add(store::interventions::answerable_by(&administered, &rule.roles));
         }
         intervention::Entity::find()
             .filter(condition)

@@ -267,7 +267,7 @@ impl Principal {
     /// Whether the principal may answer an intervention assigned to `role` in `environment`:
     /// it holds the role, or administers the environment.
     pub fn may_answer(&self, role: Option<&str>, environment: Environment) -> bool {
-        self.grants.is_admin(environment) || role.is_none_or(|role| self.roles.contains(role))
+        crate::engine::access::AnswerRule::of(self).allows(role, environment)
     }
 }
 

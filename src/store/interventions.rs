@@ -7,6 +7,15 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
 
 use crate::store::entity::intervention;
 
+/// The SQL form of the engine's answer rule (`engine::access::AnswerRule`): rows in an
+/// environment the principal administers, for no role, or for a role it holds.
+pub(crate) fn answerable_by(administered: &[&str], roles: &[String]) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(intervention::Column::Environment.is_in(administered.iter().copied()))
+        .add(intervention::Column::Role.is_null())
+        .add(intervention::Column::Role.is_in(roles.iter().cloned()))
+}
+
 pub(crate) async fn insert(db: &impl ConnectionTrait, row: intervention::Model) -> Result<(), DbErr> {
     intervention::Entity::insert(row.into_active_model()).exec_without_returning(db).await?;
     Ok(())
