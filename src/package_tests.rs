@@ -163,24 +163,28 @@ async fn run_one(
             .await
             .map_err(|error| error.to_string())?;
     }
-    let history =
-        engine.history(tester, execution.id, 0, crate::engine::MAX_PAGE).await.map_err(|error| error.to_string())?;
-    let steps = completed_steps(engine, tester, &execution).await.map_err(|error| error.to_string())?;
-    let execution = Execution { current_step: last_step(&history).or(execution.current_step.clone()), ..execution };
+    let (steps, last) = completed_steps(engine, tester, &execution).await.map_err(|error| error.to_string())?;
+    let execution = Execution { current_step: last.or(execution.current_step.clone()), ..execution };
     Ok((execution, steps))
 }
 
 /// The steps that completed in `execution` and in the children it started, as
-/// `playbook/step`. A skipped step does not count: its work never ran.
+/// `playbook/step` (a skipped step does not count: its work never ran), and the last step of
+/// `execution` itself that completed or failed. Each history is read once.
 async fn completed_steps(
     engine: &Engine,
     tester: &Principal,
     execution: &Execution,
-) -> crate::engine::Result<Vec<String>> {
+) -> crate::engine::Result<(Vec<String>, Option<String>)> {
     let mut steps = Vec::new();
+    let mut last = None;
     let mut work = vec![(execution.id, execution.playbook.clone())];
     while let Some((id, playbook)) = work.pop() {
-        for event in engine.history(tester, id, 0, crate::engine::MAX_PAGE).await? {
+        let history = engine.history(tester, id, 0, crate::engine::MAX_PAGE).await?;
+        if id == execution.id {
+            last = last_step(&history);
+        }
+        for event in history {
             if event.event_type == EventType::StepCompleted
                 && let Some(step) = event.step
             {
@@ -192,7 +196,7 @@ async fn completed_steps(
             work.push((child.id, child.playbook));
         }
     }
-    Ok(steps)
+    Ok((steps, last))
 }
 
 /// Finished, or waiting for a person (not for a child execution, which is still running).
