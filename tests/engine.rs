@@ -17,6 +17,7 @@ use orgata::engine::{
     Command, DeployRequest, Environment, Error, ErrorCode, EventType, ExecuteRequest, ExecutionFilter, ExecutionId,
     ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig,
 };
+use orgata::jq::Budget;
 use orgata::package::load_path;
 use serde_json::{Value, json};
 
@@ -244,6 +245,51 @@ async fn conditions_skip_steps() {
     assert_eq!(skipped.output, Some(json!({"b_ran": false})));
     assert_eq!(ran.output, Some(json!({"b_ran": true})));
     assert!(harness.types(skipped.id).await.contains(&EventType::StepSkipped));
+}
+
+/// A program that needs more than the inline slice of the jq budget is evaluated by a worker
+/// outside any transaction: while it runs for seconds, starting executions and answering an
+/// unrelated intervention commit at once, and the slow execution completes afterwards.
+#[tokio::test]
+async fn a_slow_transform_does_not_hold_up_an_unrelated_answer() {
+    let harness = Harness::start_with(|config| {
+        config.jq_budget = Budget { steps: 10_000_000, time: Duration::from_secs(300), ..Budget::DEFAULT };
+    })
+    .await;
+    let yaml = r#"package: slow
+version: 1.0.0
+roles:
+  - name: clerk
+playbooks:
+  - name: count
+    role: clerk
+    steps:
+      - name: count
+        kind: transform
+        program: 'reduce range(0; 1500000) as $i (0; . + 1)'
+  - name: ask
+    role: clerk
+    steps:
+      - name: ask
+        kind: human
+        output_schema: {type: object}
+"#;
+    harness.deploy_yaml(yaml, Environment::Development).await.expect("deploys");
+    let asked = run(&harness, "slow-v1", "ask", json!({})).await;
+    let intervention = harness.wait_intervention(asked).await;
+    let slow = run(&harness, "slow-v1", "count", json!({})).await;
+    let started = harness.engine.execution(&admin(), slow).await.expect("reads");
+    assert_eq!(started.status, ExecutionStatus::Running, "the start committed before the program ran");
+    harness
+        .engine
+        .act(&admin(), asked, Command::Respond { intervention_id: intervention.id, response: json!({}), notes: None })
+        .await
+        .expect("answers");
+    assert_eq!(harness.engine.execution(&admin(), asked).await.expect("reads").status, ExecutionStatus::Completed);
+    let meanwhile = harness.engine.execution(&admin(), slow).await.expect("reads");
+    assert_eq!(meanwhile.status, ExecutionStatus::Running, "the answer waited for the slow program");
+    let done = harness.wait_status(slow, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!(1_500_000)));
 }
 
 #[tokio::test]

@@ -16,25 +16,52 @@ fn rust_files(directory: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The engine is plain async Rust: no protocol crate may appear in it, so that GraphQL, REST
-/// and MCP stay thin layers over one implementation of every rule.
-#[test]
-fn the_engine_names_no_protocol_crate() {
-    let engine = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
-    let forbidden = ["axum", "async_graphql", "rmcp", "http::", "hyper", "tower"];
+/// Every line of code (comments left out) under `src/<directory>` that names one of `names`.
+fn lines_naming(directory: &str, names: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(directory);
     let mut offences = Vec::new();
-    for file in rust_files(&engine) {
+    for file in rust_files(&root) {
         let text = fs::read_to_string(&file).expect("readable source file");
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
-            for name in forbidden {
+            for name in names {
                 if code.contains(name) {
                     offences.push(format!("{}:{}: names `{name}`", file.display(), number + 1));
                 }
             }
         }
     }
+    offences
+}
+
+/// The engine is plain async Rust: no protocol crate may appear in it, so that GraphQL, REST
+/// and MCP stay thin layers over one implementation of every rule.
+#[test]
+fn the_engine_names_no_protocol_crate() {
+    let offences = lines_naming("engine", &["axum", "async_graphql", "rmcp", "http::", "hyper", "tower"]);
     assert!(offences.is_empty(), "the engine must not depend on protocols:\n{}", offences.join("\n"));
+}
+
+/// The engine says what it stores; `src/store` says how. No query builder, entity column or
+/// raw statement appears in the engine, so that a store can change its SQL (or how it runs
+/// it) without touching engine logic.
+#[test]
+fn the_engine_holds_no_query_builders() {
+    let builders = [
+        "Entity::",
+        "Column::",
+        "sea_query",
+        "QueryFilter",
+        "QueryOrder",
+        "QuerySelect",
+        "ActiveModel",
+        "Statement",
+        "execute_raw",
+        "update_many",
+        "insert_many",
+    ];
+    let offences = lines_naming("engine", &builders);
+    assert!(offences.is_empty(), "the engine must leave statements to src/store:\n{}", offences.join("\n"));
 }
 
 /// Every module says what it is for.
@@ -55,17 +82,7 @@ fn every_module_starts_with_a_doc_comment() {
 /// assembles them. An import the other way would make the two layers one again.
 #[test]
 fn the_api_layer_never_imports_the_server() {
-    let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-    let mut offences = Vec::new();
-    for file in rust_files(&api) {
-        let text = fs::read_to_string(&file).expect("readable source file");
-        for (number, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            if code.contains("crate::server") || code.contains("orgata::server") || code.contains("super::server") {
-                offences.push(format!("{}:{}: imports the server", file.display(), number + 1));
-            }
-        }
-    }
+    let offences = lines_naming("api", &["crate::server", "orgata::server", "super::server"]);
     assert!(offences.is_empty(), "src/api must not import src/server.rs:\n{}", offences.join("\n"));
 }
 

@@ -44,7 +44,7 @@ impl AppState {
     pub fn new(engine: Engine, loopback: bool) -> Result<AppState, String> {
         let metrics = Metrics::counting(&engine);
         let schema = graphql::build(engine.clone());
-        let runner = Arc::new(Runner::new(schema.clone())?);
+        let runner = Arc::new(Runner::new(schema.clone(), engine.clone())?);
         let rest = Arc::new(RestApi::new(&schema)?);
         let mcp = Arc::new(McpApi::new(&schema)?);
         Ok(AppState {

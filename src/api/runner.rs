@@ -14,8 +14,8 @@ use futures::stream::BoxStream;
 use serde_json::{Map, Value};
 
 use crate::api::catalog::{self, Bind, Operation, Source};
-use crate::api::graphql::OrgataSchema;
-use crate::engine::{ErrorCode, Principal};
+use crate::api::graphql::{OrgataSchema, caller_data};
+use crate::engine::{Engine, ErrorCode, Principal};
 use crate::schema::{self, FieldError};
 
 /// Why an operation failed: the first error's code, message, and field errors (JSON pointer and
@@ -72,27 +72,22 @@ impl From<&async_graphql::ServerError> for Failure {
 /// Runs catalogue operations in-process as a principal.
 pub struct Runner {
     schema: OrgataSchema,
+    engine: Engine,
     /// Each operation's document, parsed once.
     parsed: HashMap<&'static str, ExecutableDocument>,
 }
 
 impl Runner {
     /// Parses every catalogue document; fails naming the first that does not parse.
-    pub fn new(schema: OrgataSchema) -> Result<Runner, String> {
-        let mut parsed = HashMap::new();
-        for operation in catalog::OPERATIONS {
-            let document = async_graphql::parser::parse_query(operation.document)
-                .map_err(|error| format!("catalogue document `{}` does not parse: {error}", operation.name))?;
-            parsed.insert(operation.name, document);
-        }
-        Ok(Runner { schema, parsed })
+    pub fn new(schema: OrgataSchema, engine: Engine) -> Result<Runner, String> {
+        Ok(Runner { schema, engine, parsed: parse_catalogue()? })
     }
 
     fn request(&self, operation: &Operation, variables: Map<String, Value>, principal: Principal) -> Request {
         let mut request = Request::new(operation.document)
             .operation_name(operation.name)
-            .variables(Variables::from_json(Value::Object(variables)))
-            .data(principal);
+            .variables(Variables::from_json(Value::Object(variables)));
+        request.data = caller_data(&self.engine, principal);
         if let Some(document) = self.parsed.get(operation.name) {
             request.set_parsed_query(document.clone());
         }
@@ -138,6 +133,17 @@ impl Runner {
     }
 }
 
+/// Every catalogue document, parsed; fails naming the first that does not parse.
+fn parse_catalogue() -> Result<HashMap<&'static str, ExecutableDocument>, String> {
+    let mut parsed = HashMap::new();
+    for operation in catalog::OPERATIONS {
+        let document = async_graphql::parser::parse_query(operation.document)
+            .map_err(|error| format!("catalogue document `{}` does not parse: {error}", operation.name))?;
+        parsed.insert(operation.name, document);
+    }
+    Ok(parsed)
+}
+
 /// The variables an arguments object (an MCP tool's arguments, a REST body) gives through
 /// `Body` binds, then each default for a variable still missing.
 pub fn bind_arguments(binds: &[Bind], arguments: &Value, defaults: &[(&str, &str)]) -> Map<String, Value> {
@@ -171,8 +177,8 @@ mod tests {
 
     #[test]
     fn every_catalogue_document_parses_once() {
-        let runner = Runner::new(crate::api::graphql::bare()).expect("the catalogue parses");
-        assert_eq!(runner.parsed.len(), catalog::OPERATIONS.len());
+        let parsed = parse_catalogue().expect("the catalogue parses");
+        assert_eq!(parsed.len(), catalog::OPERATIONS.len());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::engine::progress;
 use crate::engine::step::{Prepared, apply, prepare};
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
+use crate::jq::Stopped;
 
 /// The most steps one transaction runs inline before leaving the rest to a worker (which also
 /// happens once the transaction's pending rows are large: [`Tx::is_full`]).
@@ -78,7 +79,9 @@ async fn settle(tx: &mut Tx) -> Result<Moved> {
 
 /// Runs, inside `tx`, the steps of execution `id` that need nothing outside the database
 /// (transforms, conditions, parking on a person, starting a child), until it parks, finishes,
-/// reaches a call (a webhook or a model: `true`, a worker's job) or spends `budget`. The
+/// reaches a call (a webhook or a model: `true`, a worker's job), a program that needs more
+/// than the inline slice of the jq budget (also a worker's, which runs it outside any
+/// transaction, so that a slow program never holds the write turn) or spends `budget`. The
 /// transaction that woke the execution thus commits its progress to the next durable stop in
 /// one go. Returns the row if it moved.
 async fn advance_inline(tx: &mut Tx, id: &str, budget: &mut usize) -> Result<(Option<Row>, bool)> {
@@ -89,18 +92,22 @@ async fn advance_inline(tx: &mut Tx, id: &str, budget: &mut usize) -> Result<(Op
     let mut moved = false;
     let needs_worker = loop {
         tx.unwake(id);
-        if row.status != ExecutionStatus::Running.as_str() {
+        if row.status != ExecutionStatus::Running {
             break false;
         }
         if row.wake_at.is_some_and(|wake_at| wake_at > tx.now) || *budget == 0 || tx.is_full() {
             break true;
         }
         *budget -= 1;
+        let allowance = engine.config.jq_inline();
         match playbook.steps.get(row.current_step_index as usize) {
-            None => progress::finish(tx, &mut row, &playbook).await?,
-            Some(step) => match prepare(&engine, &definition, step, &row)? {
+            None => match progress::playbook_output(&row, &playbook, allowance) {
+                Err(Stopped::SliceSpent) => break true,
+                output => progress::finish(tx, &mut row, output.map_err(|stopped| stopped.to_string())).await?,
+            },
+            Some(step) => match prepare(&engine, &definition, step, &row, allowance)? {
                 Prepared::Ready(outcome) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
-                Prepared::Call(_) => break true,
+                Prepared::Call(_) | Prepared::SliceSpent => break true,
             },
         }
         moved = true;

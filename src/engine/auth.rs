@@ -5,7 +5,6 @@
 
 use base64::Engine as _;
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -15,6 +14,7 @@ use crate::engine::access::Grants;
 use crate::engine::error::{Error, Result};
 use crate::engine::types::{Environment, Principal};
 use crate::engine::{Engine, Inner};
+use crate::store;
 use crate::store::entity::api_key;
 
 const PREFIX: &str = "orgata_";
@@ -138,14 +138,7 @@ impl Engine {
         if self.inner.config.jwt.is_some() {
             return Ok(true);
         }
-        let active = api_key::Entity::find()
-            .select_only()
-            .column(api_key::Column::Id)
-            .filter(api_key::Column::RevokedAt.is_null())
-            .into_tuple::<String>()
-            .one(self.inner.store.connection())
-            .await?;
-        Ok(active.is_some())
+        Ok(store::api_keys::any_active(self.inner.store.connection()).await?)
     }
 
     /// The principal a request acts as. Without a token, a loopback server with no keys lets
@@ -194,11 +187,8 @@ impl Engine {
             created_at: Utc::now(),
             revoked_at: None,
         };
-        crate::engine::tx::Tx::run(&self.inner, async |tx| {
-            api_key::Entity::insert(row.clone().into_active_model()).exec_without_returning(tx.db()).await?;
-            Ok(())
-        })
-        .await?;
+        crate::engine::tx::Tx::run(&self.inner, async |tx| Ok(store::api_keys::insert(tx.db(), row.clone()).await?))
+            .await?;
         Ok((record(row), format!("{PREFIX}{id}_{secret}")))
     }
 
@@ -212,10 +202,7 @@ impl Engine {
                 principal.id
             )));
         }
-        let rows = api_key::Entity::find()
-            .order_by_desc(api_key::Column::CreatedAt)
-            .all(self.inner.store.connection())
-            .await?;
+        let rows = store::api_keys::all(self.inner.store.connection()).await?;
         Ok(rows
             .into_iter()
             .map(record)
@@ -228,15 +215,14 @@ impl Engine {
         // Read and write in one write transaction: on SQLite a read left open on a connection
         // cannot be upgraded once another process (a live server) has committed.
         crate::engine::tx::Tx::run(&self.inner, async |tx| {
-            let row = api_key::Entity::find_by_id(id.to_owned())
-                .one(tx.db())
+            let mut row = store::api_keys::find(tx.db(), id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("there is no API key `{id}`")))?;
             let key = record(row.clone());
             may_manage(principal, &Grants::parse(&key.grants).map_err(Error::Internal)?)?;
-            let mut active = row.into_active_model();
-            active.revoked_at = Set(Some(Utc::now()));
-            let row = active.update(tx.db()).await?;
+            let now = Utc::now();
+            store::api_keys::revoke(tx.db(), id, now).await?;
+            row.revoked_at = Some(now);
             Ok(record(row))
         })
         .await
@@ -248,7 +234,7 @@ impl Inner {
         let refused = || Error::Unauthenticated("the API key is not valid".to_owned());
         let rest = token.strip_prefix(PREFIX).ok_or_else(refused)?;
         let (id, secret) = rest.split_once('_').ok_or_else(refused)?;
-        let row = api_key::Entity::find_by_id(id.to_owned()).one(self.store.connection()).await?.ok_or_else(refused)?;
+        let row = store::api_keys::find(self.store.connection(), id).await?.ok_or_else(refused)?;
         let matches: bool = hash(secret).as_bytes().ct_eq(row.secret_hash.as_bytes()).into();
         if !matches {
             return Err(refused());

@@ -8,11 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-
 use crate::engine::definition::Definition;
 use crate::engine::{Error, Inner, Result, records};
-use crate::store::entity::runtime;
+use crate::store;
 
 type Key = (String, i32);
 
@@ -69,13 +67,7 @@ impl Inner {
         {
             return Ok(definition);
         }
-        let mut query = runtime::Entity::find().filter(runtime::Column::Id.eq(id));
-        if let Some(version) = version {
-            query = query.filter(runtime::Column::Version.eq(version));
-        }
-        let row = query
-            .order_by_desc(runtime::Column::Version)
-            .one(self.store.connection())
+        let row = store::runtimes::find(self.store.connection(), id, version)
             .await?
             .ok_or_else(|| Error::RuntimeNotFound(id.to_owned()))?;
         if let Some(definition) = self.definitions.get(&row.id, row.version) {

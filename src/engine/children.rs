@@ -10,8 +10,7 @@ use serde_json::Value;
 use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
 use crate::engine::payloads;
-use crate::engine::progress::{NewExecution, complete_step, create_execution, fail_step, set_status, status};
-use crate::engine::records::parse;
+use crate::engine::progress::{NewExecution, complete_step, create_execution, fail_step, set_status};
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::{ExecutionStatus, Principal};
 use crate::store;
@@ -74,7 +73,7 @@ pub(crate) async fn deliver(tx: &mut Tx, report: ChildReport) -> Result<()> {
 async fn waiting_parent(tx: &mut Tx, report: &ChildReport) -> Result<Option<(Row, Arc<CompiledPlaybook>)>> {
     let (parent_id, step_index, epoch) = (&report.parent_id, report.parent_step_index, report.parent_epoch);
     let parent = tx.lock_row(parent_id).await?;
-    let parent_status = status(&parent)?;
+    let parent_status = parent.status;
     let waiting = parent.epoch == epoch && parent.current_step_index == step_index && !parent_status.is_finished();
     if !waiting {
         return Ok(None);
@@ -104,10 +103,10 @@ pub(crate) async fn start_child(
         NewExecution {
             runtime_id: &row.runtime_id,
             runtime_version: row.runtime_version,
-            environment: &row.environment,
+            environment: row.environment,
             playbook: child_playbook,
             input,
-            mode: parse(&row.mode)?,
+            mode: row.mode,
             started_by: Principal::SYSTEM,
             idempotency_key: None,
             parent: Some((&row.id, row.epoch, row.current_step_index)),
@@ -119,7 +118,7 @@ pub(crate) async fn start_child(
     let payload = payloads::StepStarted {
         step_index: step.index as i64,
         attempt: i64::from(row.attempt),
-        kind: step.kind.as_str().to_owned(),
+        kind: step.run.kind().as_str().to_owned(),
         child_execution_id: Some(child.id.clone()),
         playbook: Some(child_playbook.name.clone()),
     };

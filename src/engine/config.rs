@@ -36,9 +36,12 @@ pub struct EngineConfig {
     /// runtime versions are dropped beyond it (and compiled again when next needed).
     pub definition_cache_bytes: usize,
     /// What one jq program may spend (`--jq-max-steps`, `--jq-timeout-ms`,
-    /// `--jq-max-value-bytes`). jq evaluations read one budget per process, so the engine
-    /// started last sets it for all.
+    /// `--jq-max-value-bytes`).
     pub jq_budget: crate::jq::Budget,
+    /// What a jq program may spend inside a write transaction (where it holds SQLite's write
+    /// turn, and every other writer waits). A program that needs more is evaluated again by a
+    /// worker with the whole [`EngineConfig::jq_budget`], outside any transaction.
+    pub jq_inline_slice: crate::jq::Slice,
 }
 
 /// An OpenAI-compatible chat-completions endpoint.
@@ -70,7 +73,18 @@ impl EngineConfig {
             max_output_bytes: 4 * 1024 * 1024,
             definition_cache_bytes: 256 * 1024 * 1024,
             jq_budget: crate::jq::Budget::DEFAULT,
+            jq_inline_slice: crate::jq::Slice { steps: 20_000, time: Duration::from_millis(25) },
         }
+    }
+
+    /// What an evaluation inside a write transaction may spend.
+    pub(crate) fn jq_inline(&self) -> crate::jq::Allowance {
+        crate::jq::Allowance::sliced(self.jq_budget, self.jq_inline_slice)
+    }
+
+    /// What an evaluation outside any transaction may spend.
+    pub(crate) fn jq_whole(&self) -> crate::jq::Allowance {
+        crate::jq::Allowance::whole(self.jq_budget)
     }
 
     pub fn webhook_allow_list(&self, environment: Environment) -> &[String] {

@@ -37,19 +37,54 @@ pub struct CompiledPlaybook {
     pub steps: Vec<CompiledStep>,
 }
 
+/// What a step does, by kind. A new kind of step is one variant here and one arm where
+/// steps are prepared (`engine::step`) and, if it calls out, one where workers call
+/// (`engine::worker`).
+#[derive(Debug)]
+pub enum StepRun {
+    /// Runs a jq program over the step's input.
+    Transform { program: Program },
+    /// Asks a person: a TASK intervention with the step's form.
+    Human,
+    /// Asks the configured model, or an assistant through an AGENT intervention.
+    Agent,
+    /// POSTs the step's input to `url`.
+    Webhook { url: String },
+    /// Starts `playbook` of the same runtime version as a child execution.
+    Playbook { playbook: String },
+}
+
+impl StepRun {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            StepRun::Transform { .. } => StepKind::Transform,
+            StepRun::Human => StepKind::Human,
+            StepRun::Agent => StepKind::Agent,
+            StepRun::Webhook { .. } => StepKind::Webhook,
+            StepRun::Playbook { .. } => StepKind::Playbook,
+        }
+    }
+
+    /// The step's program, for a transform.
+    fn program(&self) -> Option<&Program> {
+        match self {
+            StepRun::Transform { program } => Some(program),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct CompiledStep {
     pub name: String,
     pub index: usize,
-    pub kind: StepKind,
+    /// What the step does: one variant per kind, holding exactly what that kind needs.
+    pub run: StepRun,
     /// The role a person must hold to answer this step's interventions.
     pub role: Option<String>,
     pub prompt: Option<Template>,
-    pub program: Option<Program>,
     pub when: Option<Program>,
     pub input: Option<Program>,
-    pub url: Option<String>,
-    pub playbook: Option<String>,
     pub input_validator: Option<Validator>,
     pub output_schema: Option<Value>,
     pub output_validator: Option<Validator>,
@@ -104,7 +139,7 @@ fn approximate_bytes(runtime: &Runtime, playbooks: &HashMap<String, Arc<Compiled
                     .steps
                     .iter()
                     .map(|step| {
-                        [&step.program, &step.when, &step.input]
+                        [step.run.program(), step.when.as_ref(), step.input.as_ref()]
                             .into_iter()
                             .flatten()
                             .map(Program::bytes)
@@ -143,22 +178,37 @@ impl Definition {
                     effective(operation.map(|operation| &operation.implementation), &step.implementation);
                 let kind =
                     implementation.kind.ok_or_else(|| Error::Internal(format!("step `{}` has no kind", step.name)))?;
+                // Validation guarantees what each kind needs; a package that was not validated
+                // fails here, naming the step.
+                let missing =
+                    |what: &str| Error::Internal(format!("{} step `{}` has no {what}", kind.as_str(), step.name));
+                let run = match kind {
+                    StepKind::Transform => StepRun::Transform {
+                        program: compile_program(implementation.program.as_deref())?
+                            .ok_or_else(|| missing("program"))?,
+                    },
+                    StepKind::Human => StepRun::Human,
+                    StepKind::Agent => StepRun::Agent,
+                    StepKind::Webhook => {
+                        StepRun::Webhook { url: implementation.url.clone().ok_or_else(|| missing("url"))? }
+                    }
+                    StepKind::Playbook => StepRun::Playbook {
+                        playbook: implementation.playbook.clone().ok_or_else(|| missing("playbook"))?,
+                    },
+                };
                 let on_failure = step.on_failure.clone().unwrap_or_default();
                 steps.push(CompiledStep {
                     name: step.name.clone(),
                     index,
-                    kind,
+                    run,
                     role: implementation.role.clone().or_else(|| playbook.role.clone()),
                     prompt: implementation
                         .prompt
                         .as_deref()
                         .map(|prompt| Template::compile(prompt).map_err(Error::Internal))
                         .transpose()?,
-                    program: compile_program(implementation.program.as_deref())?,
                     when: compile_program(step.when.as_deref())?,
                     input: compile_program(step.input.as_deref())?,
-                    url: implementation.url.clone(),
-                    playbook: implementation.playbook.clone(),
                     input_validator: compile_schema(implementation.input_schema.as_ref())?,
                     output_validator: compile_schema(implementation.output_schema.as_ref())?,
                     output_schema: implementation.output_schema.clone(),

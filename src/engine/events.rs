@@ -7,7 +7,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::broadcast;
 
 use crate::engine::access::Resource;
@@ -15,7 +14,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::records;
 use crate::engine::types::{Environment, Event, EventType, ExecutionId, Principal};
 use crate::engine::{Engine, Inner};
-use crate::store::entity::event;
+use crate::store;
 
 /// How many events the broadcast holds for slow receivers before they must catch up from the
 /// database.
@@ -70,16 +69,7 @@ pub(crate) async fn read(
     until: Option<i64>,
     limit: u64,
 ) -> Result<Vec<Event>> {
-    let mut query = event::Entity::find()
-        .filter(event::Column::ExecutionId.eq(execution.to_string()))
-        .filter(event::Column::Seq.gt(after));
-    if let Some(until) = until {
-        query = query.filter(event::Column::Seq.lte(until));
-    }
-    query
-        .order_by_asc(event::Column::Seq)
-        .limit(limit)
-        .all(engine.store.connection())
+    store::history::events_between(engine.store.connection(), &execution.to_string(), after, until, limit)
         .await?
         .into_iter()
         .map(records::event)

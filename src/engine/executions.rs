@@ -1,13 +1,14 @@
 //! Executions: starting a playbook (idempotently, with a client's key), and reading
 //! executions, their history and their checkpoints.
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr};
+use sea_orm::SqlErr;
 use serde_json::Value;
 
 use crate::engine::access::{Access, Resource, authorize, readable};
 use crate::engine::types::{Checkpoint, Environment, Event, Execution, ExecutionId, ExecutionStatus, Mode, Principal};
 use crate::engine::{Engine, Error, Inner, Result, advance, events, progress, records, tx};
-use crate::store::entity::{checkpoint, execution};
+use crate::store;
+use crate::store::entity::execution;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -68,7 +69,7 @@ impl Engine {
                     progress::NewExecution {
                         runtime_id: &runtime.id,
                         runtime_version: runtime.version,
-                        environment: runtime.environment.as_str(),
+                        environment: runtime.environment,
                         playbook: &playbook,
                         input: request.input.clone(),
                         mode: request.mode,
@@ -97,11 +98,7 @@ impl Engine {
     }
 
     async fn find_idempotent(&self, runtime_id: &str, key: &str) -> Result<Option<Execution>> {
-        let row = execution::Entity::find()
-            .filter(execution::Column::RuntimeId.eq(runtime_id))
-            .filter(execution::Column::IdempotencyKey.eq(key))
-            .one(self.inner.store.connection())
-            .await?;
+        let row = store::executions::by_idempotency_key(self.inner.store.connection(), runtime_id, key).await?;
         match row {
             Some(row) => Ok(Some(self.inner.to_execution(&row).await?)),
             None => Ok(None),
@@ -120,11 +117,10 @@ impl Engine {
     }
 
     pub async fn execution(&self, principal: &Principal, id: ExecutionId) -> Result<Execution> {
-        let row = execution::Entity::find_by_id(id.to_string())
-            .one(self.inner.store.connection())
+        let row = store::executions::find(self.inner.store.connection(), &id.to_string())
             .await?
             .ok_or(Error::ExecutionNotFound(id))?;
-        authorize(principal, records::parse(&row.environment)?, Access::Read, Resource::Execution)?;
+        authorize(principal, row.environment, Access::Read, Resource::Execution)?;
         self.inner.to_execution(&row).await
     }
 
@@ -140,32 +136,16 @@ impl Engine {
         if let Some(environment) = filter.environment {
             authorize(principal, environment, Access::Read, Resource::Execution)?;
         }
-        let mut condition = Condition::all().add(execution::Column::Environment.is_in(readable(
-            principal,
-            Resource::Execution,
-            filter.environment,
-        )));
-        if let Some(runtime_id) = &filter.runtime_id {
-            condition = condition.add(execution::Column::RuntimeId.eq(runtime_id.as_str()));
-        }
-        if let Some(playbook) = &filter.playbook {
-            condition = condition.add(execution::Column::Playbook.eq(playbook.as_str()));
-        }
-        if let Some(status) = filter.status {
-            condition = condition.add(execution::Column::Status.eq(status.as_str()));
-        }
-        if let Some(parent) = filter.parent_id {
-            condition = condition.add(execution::Column::ParentId.eq(parent.to_string()));
-        }
-        if let Some(after) = after {
-            condition = condition.add(execution::Column::Id.lt(after.to_string()));
-        }
-        let mut rows = execution::Entity::find()
-            .filter(condition)
-            .order_by_desc(execution::Column::Id)
-            .limit(first + 1)
-            .all(self.inner.store.connection())
-            .await?;
+        let listing = store::executions::Listing {
+            environments: readable(principal, Resource::Execution, filter.environment),
+            runtime_id: filter.runtime_id.as_deref(),
+            playbook: filter.playbook.as_deref(),
+            status: filter.status.map(ExecutionStatus::as_str),
+            parent_id: filter.parent_id.map(|parent| parent.to_string()),
+            before_id: after.map(|after| after.to_string()),
+            limit: first + 1,
+        };
+        let mut rows = store::executions::list(self.inner.store.connection(), listing).await?;
         let has_next_page = rows.len() as u64 > first;
         rows.truncate(first as usize);
         let mut items = Vec::with_capacity(rows.len());
@@ -177,14 +157,7 @@ impl Engine {
 
     /// How many executions there are in each status.
     pub async fn execution_counts(&self) -> Result<Vec<(ExecutionStatus, i64)>> {
-        let rows: Vec<(String, i64)> = execution::Entity::find()
-            .select_only()
-            .column(execution::Column::Status)
-            .column_as(execution::Column::Id.count(), "count")
-            .group_by(execution::Column::Status)
-            .into_tuple()
-            .all(self.inner.store.connection())
-            .await?;
+        let rows = store::executions::count_by_status(self.inner.store.connection()).await?;
         rows.into_iter().map(|(status, count)| Ok((records::parse(&status)?, count))).collect()
     }
 
@@ -202,10 +175,7 @@ impl Engine {
 
     pub async fn checkpoints(&self, principal: &Principal, id: ExecutionId) -> Result<Vec<Checkpoint>> {
         self.readable_execution(principal, id).await?;
-        checkpoint::Entity::find()
-            .filter(checkpoint::Column::ExecutionId.eq(id.to_string()))
-            .order_by_asc(checkpoint::Column::Seq)
-            .all(self.inner.store.connection())
+        store::history::checkpoints(self.inner.store.connection(), &id.to_string())
             .await?
             .into_iter()
             .map(records::checkpoint)
@@ -213,11 +183,7 @@ impl Engine {
     }
 
     async fn readable_execution(&self, principal: &Principal, id: ExecutionId) -> Result<()> {
-        let environment = execution::Entity::find_by_id(id.to_string())
-            .select_only()
-            .column(execution::Column::Environment)
-            .into_tuple::<String>()
-            .one(self.inner.store.connection())
+        let environment = store::executions::environment_of(self.inner.store.connection(), &id.to_string())
             .await?
             .ok_or(Error::ExecutionNotFound(id))?;
         authorize(principal, records::parse(&environment)?, Access::Read, Resource::Execution)

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-
 use crate::engine::access::{self, Access, AnswerRule, Resource, authorize, readable};
 use crate::engine::transition::{self, Command};
 use crate::engine::types::{
@@ -13,7 +11,6 @@ use crate::engine::types::{
 };
 use crate::engine::{Engine, Error, MAX_PAGE, Result, records};
 use crate::store;
-use crate::store::entity::intervention;
 
 /// Which interventions to list.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +26,7 @@ pub struct InterventionFilter {
 
 impl Engine {
     pub async fn intervention(&self, principal: &Principal, id: InterventionId) -> Result<Intervention> {
-        let row = intervention::Entity::find_by_id(id.to_string())
-            .one(self.inner.store.connection())
+        let row = store::interventions::find(self.inner.store.connection(), &id.to_string())
             .await?
             .ok_or(Error::InterventionNotFound(id))?;
         let intervention = records::intervention(row)?;
@@ -48,50 +44,36 @@ impl Engine {
         if let Some(environment) = filter.environment {
             authorize(principal, environment, Access::Read, Resource::Intervention)?;
         }
-        let mut condition = Condition::all().add(intervention::Column::Environment.is_in(readable(
-            principal,
-            Resource::Intervention,
-            filter.environment,
-        )));
-        if let Some(runtime_id) = &filter.runtime_id {
-            condition = condition.add(intervention::Column::RuntimeId.eq(runtime_id.as_str()));
-        }
-        if let Some(execution_id) = filter.execution_id {
-            condition = condition.add(intervention::Column::ExecutionId.eq(execution_id.to_string()));
-        }
-        if let Some(status) = filter.status {
-            condition = condition.add(intervention::Column::Status.eq(status.as_str()));
-        }
-        if let Some(kind) = filter.kind {
-            condition = condition.add(intervention::Column::Kind.eq(kind.as_str()));
-        }
-        if let Some(answerer) = &filter.answerable_by {
-            let rule = AnswerRule::of(answerer);
-            let administered: Vec<&str> = rule.administered.iter().map(|environment| environment.as_str()).collect();
-            condition = condition.add(store::interventions::answerable_by(&administered, &rule.roles));
-        }
-        intervention::Entity::find()
-            .filter(condition)
-            .order_by_asc(intervention::Column::Id)
-            .limit(limit.clamp(1, MAX_PAGE))
-            .all(self.inner.store.connection())
+        let rule = filter.answerable_by.as_ref().map(AnswerRule::of);
+        let listing = store::interventions::Listing {
+            environments: readable(principal, Resource::Intervention, filter.environment),
+            runtime_id: filter.runtime_id.as_deref(),
+            execution_id: filter.execution_id.map(|id| id.to_string()),
+            status: filter.status.map(InterventionStatus::as_str),
+            kind: filter.kind.map(InterventionKind::as_str),
+            answerable_by: rule.as_ref().map(|rule| {
+                let administered = rule.administered.iter().map(|environment| environment.as_str()).collect();
+                (administered, rule.roles.as_slice())
+            }),
+            limit: limit.clamp(1, MAX_PAGE),
+        };
+        store::interventions::list(self.inner.store.connection(), listing)
             .await?
             .into_iter()
             .map(records::intervention)
             .collect()
     }
 
-    /// Every intervention of each of `executions`, oldest first, in one query.
+    /// Every intervention of each of `executions` that `principal` may read, oldest first, in
+    /// one query.
     pub async fn interventions_of(
         &self,
+        principal: &Principal,
         executions: &[ExecutionId],
     ) -> Result<HashMap<ExecutionId, Vec<Intervention>>> {
         let ids: Vec<String> = executions.iter().map(ToString::to_string).collect();
-        let rows = intervention::Entity::find()
-            .filter(intervention::Column::ExecutionId.is_in(ids))
-            .order_by_asc(intervention::Column::Id)
-            .all(self.inner.store.connection())
-            .await?;
+        let environments = readable(principal, Resource::Intervention, None);
+        let rows = store::interventions::of_executions(self.inner.store.connection(), ids, environments).await?;
         let mut found: HashMap<ExecutionId, Vec<Intervention>> = HashMap::new();
         for row in rows {
             let intervention = records::intervention(row)?;

@@ -7,14 +7,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::ConnectionTrait;
 
 use crate::engine::Inner;
 use crate::engine::error::Result;
 use crate::engine::tx::Row;
 use crate::engine::types::ExecutionStatus;
-use crate::store::entity::execution;
+use crate::store;
 
 /// This replica's claim on executions: who holds it, and how long it lasts unrenewed.
 pub(crate) struct Lease<'a> {
@@ -35,7 +34,7 @@ impl Lease<'_> {
     /// Renews the lease on a row about to be saved, while its execution runs (a row that
     /// left RUNNING was released by [`release_row`]).
     pub(crate) fn renew(&self, row: &mut Row, now: DateTime<Utc>) {
-        if row.status == ExecutionStatus::Running.as_str() {
+        if row.status == ExecutionStatus::Running {
             row.lease_owner = Some(self.owner.to_owned());
             row.lease_until = Some(self.until(now));
         }
@@ -47,34 +46,23 @@ impl Lease<'_> {
         (self.duration / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
     }
 
+    fn taking(&self, now: DateTime<Utc>) -> store::leases::Taking<'_> {
+        store::leases::Taking {
+            owner: self.owner,
+            until: self.until(now),
+            now,
+            status: ExecutionStatus::Running.as_str(),
+        }
+    }
+
     /// Takes the lease of RUNNING execution `id`, unless another replica holds a live one.
     pub(crate) async fn claim(&self, db: &impl ConnectionTrait, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let result = execution::Entity::update_many()
-            .col_expr(execution::Column::LeaseOwner, Expr::value(self.owner))
-            .col_expr(execution::Column::LeaseUntil, Expr::value(self.until(now)))
-            .filter(execution::Column::Id.eq(id))
-            .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
-            .filter(
-                Condition::any()
-                    .add(execution::Column::LeaseOwner.is_null())
-                    .add(execution::Column::LeaseOwner.eq(self.owner))
-                    .add(execution::Column::LeaseUntil.lt(now)),
-            )
-            .exec(db)
-            .await?;
-        Ok(result.rows_affected == 1)
+        Ok(store::leases::claim(db, id, self.taking(now)).await?)
     }
 
     /// Gives up the lease of execution `id`, if this replica still holds it.
     pub(crate) async fn release(&self, db: &impl ConnectionTrait, id: &str) -> Result<()> {
-        execution::Entity::update_many()
-            .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .filter(execution::Column::Id.eq(id))
-            .filter(execution::Column::LeaseOwner.eq(self.owner))
-            .exec(db)
-            .await?;
-        Ok(())
+        Ok(store::leases::release(db, id, self.owner).await?)
     }
 
     /// Claims up to `limit` runnable executions (RUNNING, due) whose lease is free or lapsed,
@@ -85,31 +73,7 @@ impl Lease<'_> {
         now: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<String>> {
-        let ids = execution::Entity::find()
-            .select_only()
-            .column(execution::Column::Id)
-            .filter(execution::Column::Status.eq(ExecutionStatus::Running.as_str()))
-            .filter(
-                Condition::any()
-                    .add(execution::Column::LeaseUntil.is_null())
-                    .add(execution::Column::LeaseUntil.lt(now)),
-            )
-            .filter(Condition::any().add(execution::Column::WakeAt.is_null()).add(execution::Column::WakeAt.lte(now)))
-            .order_by_asc(execution::Column::Id)
-            .limit(limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .into_tuple::<String>()
-            .all(db)
-            .await?;
-        if !ids.is_empty() {
-            execution::Entity::update_many()
-                .col_expr(execution::Column::LeaseOwner, Expr::value(self.owner))
-                .col_expr(execution::Column::LeaseUntil, Expr::value(self.until(now)))
-                .filter(execution::Column::Id.is_in(ids.clone()))
-                .exec(db)
-                .await?;
-        }
-        Ok(ids)
+        Ok(store::leases::claim_lapsed(db, self.taking(now), limit).await?)
     }
 }
 
@@ -122,11 +86,5 @@ pub(crate) fn release_row(row: &mut Row) {
 /// Voids every lease (SQLite at start: one process owns the file, so leases an earlier run
 /// left are nobody's).
 pub(crate) async fn void_all(db: &impl ConnectionTrait) -> Result<()> {
-    execution::Entity::update_many()
-        .col_expr(execution::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(execution::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(execution::Column::LeaseOwner.is_not_null())
-        .exec(db)
-        .await?;
-    Ok(())
+    Ok(store::leases::void_all(db).await?)
 }

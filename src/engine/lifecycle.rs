@@ -32,9 +32,6 @@ impl Engine {
         http: reqwest::Client,
         model: Option<Arc<dyn Model>>,
     ) -> Result<Engine> {
-        // Every command that starts an engine (`serve`, `mcp`, tools) runs programs under the
-        // budget it was configured with.
-        crate::jq::set_budget(config.jq_budget);
         if store.backend() == Backend::Sqlite && config.workers > 0 {
             // One process owns a SQLite file, so leases left by an earlier run are void. An
             // administration tool (no workers) may run beside a live server and leaves them.

@@ -10,11 +10,12 @@ use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
 use crate::engine::lease;
 use crate::engine::payloads;
-use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{
-    Action, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode, Principal,
+    Action, Environment, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode,
+    Principal,
 };
+use crate::jq::{Allowance, Stopped};
 use crate::package::Fallback;
 use crate::schema;
 use crate::store;
@@ -24,10 +25,10 @@ use crate::store::entity::{execution, intervention};
 /// execution records progress but runs nothing until it is resumed.
 pub(crate) fn set_status(row: &mut Row, status: ExecutionStatus) {
     let finished = status.is_finished();
-    if row.status == ExecutionStatus::Paused.as_str() && !finished {
-        row.paused_from = Some(status.as_str().to_owned());
+    if row.status == ExecutionStatus::Paused && !finished {
+        row.paused_from = Some(status);
     } else {
-        row.status = status.as_str().to_owned();
+        row.status = status;
         if finished {
             row.paused_from = None;
         }
@@ -35,10 +36,6 @@ pub(crate) fn set_status(row: &mut Row, status: ExecutionStatus) {
     if status != ExecutionStatus::Running {
         lease::release_row(row);
     }
-}
-
-pub(crate) fn status(row: &Row) -> Result<ExecutionStatus> {
-    parse(&row.status)
 }
 
 /// Positions the execution at the start of step `index`, with a fresh attempt.
@@ -69,7 +66,7 @@ async fn record_started(tx: &mut Tx, row: &mut Row, step: &CompiledStep) -> Resu
         let payload = payloads::StepStarted {
             step_index: step.index as i64,
             attempt: i64::from(row.attempt),
-            kind: step.kind.as_str().to_owned(),
+            kind: step.run.kind().as_str().to_owned(),
             child_execution_id: None,
             playbook: None,
         };
@@ -122,30 +119,42 @@ async fn advance(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, seq: i
     position(row, row.current_step_index + 1);
     let next = playbook.steps.get(row.current_step_index as usize).map(|step| step.name.as_str());
     tx.checkpoint(row, seq, next).await?;
-    if row.current_step_index as usize >= playbook.steps.len() {
-        finish(tx, row, playbook).await
-    } else {
-        set_status(row, ExecutionStatus::Running);
-        tx.wake(&row.id);
-        Ok(())
-    }
+    // Past the last step too: finishing evaluates the output program, which the commit's
+    // inline steps do within their slice (see `advance`).
+    set_status(row, ExecutionStatus::Running);
+    tx.wake(&row.id);
+    Ok(())
 }
 
-/// Every step has run: compute the output, check it, complete, and tell the parent.
-pub(crate) async fn finish(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook) -> Result<()> {
+/// The playbook's output once every step has run: its output program over the context
+/// (within `allowance`), or the last step's output; checked against its output schema.
+pub(crate) fn playbook_output(
+    row: &Row,
+    playbook: &CompiledPlaybook,
+    allowance: Allowance,
+) -> std::result::Result<Value, Stopped> {
     let output = match &playbook.output {
-        Some(program) => {
-            program.one(&context(row)).map_err(|error| format!("the playbook's output program failed: {error}"))
-        }
-        None => Ok(last_output(row, playbook)),
+        Some(program) => program.one_in(&context(row), allowance).map_err(|stopped| match stopped {
+            Stopped::Failed(error) => Stopped::Failed(format!("the playbook's output program failed: {error}")),
+            spent => spent,
+        })?,
+        None => last_output(row, playbook),
     };
-    let output = output.and_then(|output| match &playbook.output_validator {
-        Some(validator) => schema::validate(validator, &output).map(|()| output).map_err(|errors| {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!("the output does not fit the playbook's output schema: {}", errors.join("; "))
-        }),
-        None => Ok(output),
-    });
+    if let Some(validator) = &playbook.output_validator
+        && let Err(errors) = schema::validate(validator, &output)
+    {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(Stopped::Failed(format!(
+            "the output does not fit the playbook's output schema: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(output)
+}
+
+/// Every step has run: complete with `output` (see [`playbook_output`]) or fail with its
+/// error, and tell the parent.
+pub(crate) async fn finish(tx: &mut Tx, row: &mut Row, output: std::result::Result<Value, String>) -> Result<()> {
     match output {
         Err(error) => fail_execution(tx, row, &error, Principal::SYSTEM).await,
         Ok(output) => {
@@ -255,12 +264,12 @@ pub(crate) async fn request_intervention(
         id: id.clone(),
         execution_id: row.id.clone(),
         runtime_id: row.runtime_id.clone(),
-        environment: row.environment.clone(),
+        environment: row.environment,
         step: step.name.clone(),
         step_index: row.current_step_index,
         epoch: row.epoch,
-        kind: kind.as_str().to_owned(),
-        status: InterventionStatus::Pending.as_str().to_owned(),
+        kind,
+        status: InterventionStatus::Pending,
         prompt: prompt.clone(),
         form_schema: form_schema.clone(),
         allowed_actions: json!(allowed),
@@ -294,7 +303,7 @@ pub(crate) async fn request_intervention(
 pub(crate) struct NewExecution<'a> {
     pub runtime_id: &'a str,
     pub runtime_version: i32,
-    pub environment: &'a str,
+    pub environment: Environment,
     pub playbook: &'a CompiledPlaybook,
     pub input: Value,
     pub mode: Mode,
@@ -311,10 +320,10 @@ pub(crate) async fn create_execution(tx: &mut Tx, new: NewExecution<'_>) -> Resu
         id: id.clone(),
         runtime_id: new.runtime_id.to_owned(),
         runtime_version: new.runtime_version,
-        environment: new.environment.to_owned(),
+        environment: new.environment,
         playbook: new.playbook.name.clone(),
-        status: ExecutionStatus::Running.as_str().to_owned(),
-        mode: new.mode.as_str().to_owned(),
+        status: ExecutionStatus::Running,
+        mode: new.mode,
         input: new.input.clone(),
         state: json!({}),
         steps: json!({}),
@@ -374,14 +383,14 @@ pub(crate) fn current_step<'p>(row: &Row, playbook: &'p CompiledPlaybook, action
 /// Whether a WAITING execution's deadline (its AGENT intervention's; see
 /// `request_intervention`) has passed at `now`.
 pub(crate) fn deadline_passed(row: &Row, now: chrono::DateTime<chrono::Utc>) -> bool {
-    row.status == ExecutionStatus::Waiting.as_str() && row.wake_at.is_some_and(|wake_at| wake_at <= now)
+    row.status == ExecutionStatus::Waiting && row.wake_at.is_some_and(|wake_at| wake_at <= now)
 }
 
 /// An AGENT intervention nobody answered in time: it is cancelled and the step fails, so its
 /// `on_failure` applies (retry, a person, or failing the execution).
 pub(crate) async fn expire(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook) -> Result<bool> {
     let Some(wake_at) = row.wake_at else { return Ok(false) };
-    if row.status != ExecutionStatus::Waiting.as_str() || wake_at > tx.now {
+    if row.status != ExecutionStatus::Waiting || wake_at > tx.now {
         return Ok(false);
     }
     let Some(step) = playbook.steps.get(row.current_step_index as usize) else { return Ok(false) };

@@ -150,7 +150,7 @@ impl Inner {
 /// waiting on it sees its step fail; if even that fails, the execution alone is marked
 /// FAILED with its reason, so that nothing picks it up again.
 pub(crate) async fn fail_poisoned(engine: &Arc<Inner>, id: &str, reason: &str) -> Result<()> {
-    let unfinished = |row: &Row| Ok(!progress::status(row)?.is_finished());
+    let unfinished = |row: &Row| Ok(!row.status.is_finished());
     let Some((tx, mut row)) = Tx::lock_if(engine, id, unfinished).await? else { return Ok(()) };
     let failed = advance::run(tx, async |tx| {
         row.epoch += 1;

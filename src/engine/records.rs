@@ -6,9 +6,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::types::{
-    Action, Checkpoint, Environment, Event, Execution, ExecutionId, Intervention, InterventionId, Runtime,
-};
+use crate::engine::types::{Action, Checkpoint, Event, Execution, ExecutionId, Intervention, InterventionId, Runtime};
 use crate::store::entity::{checkpoint, event, execution, intervention, runtime};
 
 pub(crate) fn parse<T: FromStr<Err = String>>(text: &str) -> Result<T> {
@@ -19,7 +17,7 @@ pub(crate) fn runtime(row: runtime::Model) -> Result<Runtime> {
     Ok(Runtime {
         package: serde_json::from_value(row.definition)
             .map_err(|error| Error::Internal(format!("stored package of runtime {}: {error}", row.id)))?,
-        environment: parse(&row.environment)?,
+        environment: row.environment,
         id: row.id,
         version: row.version,
         deployed_by: row.deployed_by,
@@ -32,10 +30,10 @@ pub(crate) fn execution(row: &execution::Model, step_names: &[String]) -> Result
         id: parse(&row.id)?,
         runtime_id: row.runtime_id.clone(),
         runtime_version: row.runtime_version,
-        environment: parse(&row.environment)?,
+        environment: row.environment,
         playbook: row.playbook.clone(),
-        status: parse(&row.status)?,
-        mode: parse(&row.mode)?,
+        status: row.status,
+        mode: row.mode,
         input: row.input.clone(),
         state: row.state.clone(),
         steps: row.steps.clone(),
@@ -57,13 +55,13 @@ pub(crate) fn event(row: event::Model) -> Result<Event> {
     Ok(Event {
         execution_id: parse(&row.execution_id)?,
         seq: row.seq,
-        event_type: parse(&row.event_type)?,
+        event_type: row.event_type,
         at: row.at,
         actor: row.actor,
         step: row.step,
         payload: row.payload,
         runtime_id: row.runtime_id,
-        environment: parse::<Environment>(&row.environment)?,
+        environment: row.environment,
     })
 }
 
@@ -90,11 +88,11 @@ pub(crate) fn intervention(row: intervention::Model) -> Result<Intervention> {
         id: parse::<InterventionId>(&row.id)?,
         execution_id: parse(&row.execution_id)?,
         runtime_id: row.runtime_id,
-        environment: parse(&row.environment)?,
+        environment: row.environment,
         step: row.step,
         step_index: row.step_index,
-        kind: parse(&row.kind)?,
-        status: parse(&row.status)?,
+        kind: row.kind,
+        status: row.status,
         prompt: row.prompt,
         form_schema: row.form_schema,
         allowed_actions,

@@ -5,13 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, SqlErr};
+use sea_orm::SqlErr;
 
 use crate::engine::access::{Access, Resource, authorize, readable};
 use crate::engine::definition::Definition;
 use crate::engine::types::{Environment, Principal, Runtime};
 use crate::engine::{Engine, Error, Result, records, tx, webhook};
 use crate::package::{self, LoadedPackage, Package, Problem};
+use crate::store;
 use crate::store::entity::runtime;
 
 /// What to deploy.
@@ -90,13 +91,9 @@ impl Engine {
         package: &Package,
     ) -> Result<Runtime> {
         let (runtime, compiled) = tx::Tx::run(&self.inner, async |tx| {
-            let latest = runtime::Entity::find()
-                .filter(runtime::Column::Id.eq(runtime_id))
-                .order_by_desc(runtime::Column::Version)
-                .one(tx.db())
-                .await?;
+            let latest = store::runtimes::find(tx.db(), runtime_id, None).await?;
             if let Some(latest) = &latest {
-                let existing: Environment = records::parse(&latest.environment)?;
+                let existing: Environment = latest.environment;
                 if existing != environment {
                     return Err(Error::EnvironmentMismatch {
                         runtime: runtime_id.to_owned(),
@@ -122,14 +119,14 @@ impl Engine {
             let model = runtime::Model {
                 id: runtime_id.to_owned(),
                 version: latest.map_or(1, |latest| latest.version + 1),
-                environment: environment.as_str().to_owned(),
+                environment,
                 package_name: package.package.clone(),
                 package_version: package.version.clone(),
                 definition,
                 deployed_by: principal.id.clone(),
                 deployed_at: Utc::now(),
             };
-            runtime::Entity::insert(model.clone().into_active_model()).exec_without_returning(tx.db()).await?;
+            store::runtimes::insert(tx.db(), model.clone()).await?;
             let runtime = records::runtime(model)?;
             // Compiling before commit means a deployed version always compiles.
             let compiled = Arc::new(Definition::compile(runtime.clone())?);
@@ -148,13 +145,8 @@ impl Engine {
             authorize(principal, environment, Access::Read, Resource::Runtime)?;
         }
         let readable = readable(principal, Resource::Runtime, environment);
-        let query = runtime::Entity::find()
-            .filter(runtime::Column::Environment.is_in(readable))
-            .order_by_asc(runtime::Column::Id)
-            .order_by_desc(runtime::Column::Version);
         let mut seen = HashSet::new();
-        query
-            .all(self.inner.store.connection())
+        store::runtimes::all_in(self.inner.store.connection(), readable)
             .await?
             .into_iter()
             .filter(|row| seen.insert(row.id.clone()))
@@ -170,11 +162,7 @@ impl Engine {
     /// Every version of a runtime, newest first.
     pub async fn runtime_versions(&self, principal: &Principal, id: &str) -> Result<Vec<Runtime>> {
         self.definition(principal, id, None, Resource::Runtime).await?;
-        let rows = runtime::Entity::find()
-            .filter(runtime::Column::Id.eq(id))
-            .order_by_desc(runtime::Column::Version)
-            .all(self.inner.store.connection())
-            .await?;
+        let rows = store::runtimes::versions(self.inner.store.connection(), id).await?;
         if rows.is_empty() {
             return Err(Error::RuntimeNotFound(id.to_owned()));
         }

@@ -7,14 +7,13 @@ use serde_json::{Value, json};
 
 use crate::engine::Inner;
 use crate::engine::children::{nesting_depth, start_child};
-use crate::engine::definition::{CompiledPlaybook, CompiledStep, Definition};
-use crate::engine::error::Result;
+use crate::engine::definition::{CompiledPlaybook, CompiledStep, Definition, StepRun};
+use crate::engine::error::{Error, Result};
 use crate::engine::progress::{complete_step, fail_step, request_intervention, skip_step};
-use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{Environment, InterventionKind, Mode, Principal};
 use crate::engine::webhook;
-use crate::package::StepKind;
+use crate::jq::{Allowance, Stopped};
 use crate::schema;
 
 /// What running a step came to.
@@ -33,6 +32,9 @@ pub(crate) enum Outcome {
 pub(crate) enum Prepared {
     Ready(Outcome),
     Call(Call),
+    /// One of its programs spent the slice it may run for inside a transaction: a worker
+    /// prepares the step again with the whole budget, outside any transaction.
+    SliceSpent,
 }
 
 pub(crate) struct Call {
@@ -62,20 +64,22 @@ pub(crate) async fn apply(
             request_intervention(tx, row, playbook, step, kind, prompt, form).await
         }
         Outcome::Child(input) => {
+            let StepRun::Playbook { playbook: name } = &step.run else {
+                return Err(Error::Internal(format!("step `{}` starts no playbook", step.name)));
+            };
             // The deploy-time check bounds new runtimes; this one also holds for versions
             // deployed before it or under a larger limit.
             let limit = tx.engine.config.limits.nesting_depth;
             let depth = nesting_depth(tx, row, limit).await?;
             if depth >= limit {
                 let error = format!(
-                    "starting playbook `{}` would nest executions {} deep; playbooks may nest at most {limit} deep \
+                    "starting playbook `{name}` would nest executions {} deep; playbooks may nest at most {limit} deep \
                      (--max-nesting-depth)",
-                    step.playbook.as_deref().unwrap_or_default(),
                     depth + 1
                 );
                 return fail_step(tx, row, playbook, step, &error, Principal::SYSTEM).await;
             }
-            let child = definition.playbook(step.playbook.as_deref().unwrap_or_default())?.clone();
+            let child = definition.playbook(name)?.clone();
             start_child(tx, row, step, &child, input).await
         }
         Outcome::Superseded => Ok(()),
@@ -107,71 +111,99 @@ fn checked(step: &CompiledStep, outcome: Outcome, max_bytes: usize) -> Outcome {
 }
 
 /// What the current step comes to without leaving the process: its condition, MANUAL mode's
-/// gate, its input, then the step itself, unless it calls out.
-pub(crate) fn prepare(engine: &Inner, definition: &Definition, step: &CompiledStep, row: &Row) -> Result<Prepared> {
-    let context = context(row);
-    if let Some(condition) = &step.when {
-        match condition.test(&context) {
-            Ok(true) => {}
-            Ok(false) => return Ok(Prepared::Ready(Outcome::Skipped("its condition is false".to_owned()))),
-            Err(error) => {
-                return Ok(Prepared::Ready(Outcome::Failed(format!("the step's condition failed: {error}"))));
-            }
-        }
+/// gate, its input, then the step itself, unless it calls out. Its programs run within
+/// `allowance`: inside a transaction, a slice (see [`Prepared::SliceSpent`]).
+pub(crate) fn prepare(
+    engine: &Inner,
+    definition: &Definition,
+    step: &CompiledStep,
+    row: &Row,
+    allowance: Allowance,
+) -> Result<Prepared> {
+    match prepared(engine, definition, step, row, allowance) {
+        Ok(prepared) => Ok(prepared),
+        Err(Early::Failed(error)) => Ok(Prepared::Ready(Outcome::Failed(error))),
+        Err(Early::SliceSpent) => Ok(Prepared::SliceSpent),
+        Err(Early::Engine(error)) => Err(error),
     }
-    if row.mode == Mode::Manual.as_str() && !row.gate_open {
+}
+
+/// Why [`prepared`] stopped before the step itself: the step comes to something already (it
+/// failed, or a program spent its slice), or the engine failed.
+enum Early {
+    /// The step fails, for this reason.
+    Failed(String),
+    /// A program spent its slice (see [`Prepared::SliceSpent`]).
+    SliceSpent,
+    Engine(Error),
+}
+
+impl From<Error> for Early {
+    fn from(error: Error) -> Early {
+        Early::Engine(error)
+    }
+}
+
+/// The value of an evaluation; a failure fails the step, saying `what` failed.
+fn evaluated<T>(result: std::result::Result<T, Stopped>, what: &str) -> std::result::Result<T, Early> {
+    result.map_err(|stopped| match stopped {
+        Stopped::SliceSpent => Early::SliceSpent,
+        Stopped::Failed(error) => Early::Failed(format!("{what}: {error}")),
+    })
+}
+
+fn prepared(
+    engine: &Inner,
+    definition: &Definition,
+    step: &CompiledStep,
+    row: &Row,
+    allowance: Allowance,
+) -> std::result::Result<Prepared, Early> {
+    let context = context(row);
+    if let Some(condition) = &step.when
+        && !evaluated(condition.test_in(&context, allowance), "the step's condition failed")?
+    {
+        return Ok(Prepared::Ready(Outcome::Skipped("its condition is false".to_owned())));
+    }
+    if row.mode == Mode::Manual && !row.gate_open {
         let prompt =
-            format!("Approve step `{}` ({}) to run it, or skip, jump or abort.", step.name, step.kind.as_str());
+            format!("Approve step `{}` ({}) to run it, or skip, jump or abort.", step.name, step.run.kind().as_str());
         return Ok(Prepared::Ready(Outcome::Park(InterventionKind::Checkpoint, Some(prompt))));
     }
-    let environment: Environment = parse(&row.environment)?;
-    let input = match step_input(step, &context) {
-        Ok(input) => input,
-        Err(error) => return Ok(Prepared::Ready(Outcome::Failed(error))),
-    };
+    let environment: Environment = row.environment;
+    let input = step_input(step, &context, allowance)?;
     let simulated = (environment == Environment::Simulation).then(|| step.simulated_output.clone()).flatten();
     let prompt = match &step.prompt {
-        Some(template) => match template.render(&context) {
-            Ok(prompt) => Some(prompt),
-            Err(error) => return Ok(Prepared::Ready(Outcome::Failed(format!("the step's prompt failed: {error}")))),
-        },
+        Some(template) => Some(evaluated(template.render_in(&context, allowance), "the step's prompt failed")?),
         None => None,
     };
-    let outcome = match step.kind {
-        StepKind::Transform => match &step.program {
-            Some(program) => match program.one(&input) {
-                Ok(output) => Outcome::Output(output),
-                Err(error) => Outcome::Failed(format!("the program failed: {error}")),
-            },
-            None => Outcome::Failed("the step has no program".to_owned()),
-        },
-        StepKind::Human => match simulated {
+    let outcome = match &step.run {
+        StepRun::Transform { program } => {
+            Outcome::Output(evaluated(program.one_in(&input, allowance), "the program failed")?)
+        }
+        StepRun::Human => match simulated {
             Some(output) => Outcome::Output(output),
             None => Outcome::Park(InterventionKind::Task, prompt),
         },
-        StepKind::Agent => match (simulated, &engine.model) {
+        StepRun::Agent => match (simulated, &engine.model) {
             (Some(output), _) => Outcome::Output(output),
             (None, Some(_)) if environment != Environment::Simulation => {
                 return Ok(Prepared::Call(Call { input, prompt, context }));
             }
             (None, _) => Outcome::Park(InterventionKind::Agent, prompt),
         },
-        StepKind::Webhook => {
+        StepRun::Webhook { url } => {
             if environment == Environment::Simulation {
                 // Nothing leaves the server in simulation.
                 Outcome::Output(simulated.unwrap_or(Value::Null))
-            } else if !webhook::allowed(
-                engine.config.webhook_allow_list(environment),
-                step.url.as_deref().unwrap_or_default(),
-            ) {
+            } else if !webhook::allowed(engine.config.webhook_allow_list(environment), url) {
                 Outcome::Failed(format!("the webhook URL is not on the {environment} allow-list"))
             } else {
                 return Ok(Prepared::Call(Call { input, prompt, context }));
             }
         }
-        StepKind::Playbook => {
-            let name = step.playbook.as_deref().unwrap_or_default();
-            definition.playbook(name)?;
+        StepRun::Playbook { playbook } => {
+            definition.playbook(playbook)?;
             Outcome::Child(input)
         }
     };
@@ -204,21 +236,18 @@ pub(crate) fn json_size(value: &Value, limit: usize) -> usize {
 
 /// The step's input: its `input` program over the context, or the context itself (for a
 /// `playbook` step, the execution's input); checked against the step's input schema.
-fn step_input(step: &CompiledStep, context: &Value) -> Result<Value, String> {
-    let input = match (&step.input, step.kind) {
-        (Some(program), _) => {
-            program.one(context).map_err(|error| format!("the step's input program failed: {error}"))?
-        }
-        (None, StepKind::Playbook) => context.get("input").cloned().unwrap_or(Value::Null),
+fn step_input(step: &CompiledStep, context: &Value, allowance: Allowance) -> std::result::Result<Value, Early> {
+    let input = match (&step.input, &step.run) {
+        (Some(program), _) => evaluated(program.one_in(context, allowance), "the step's input program failed")?,
+        (None, StepRun::Playbook { .. }) => context.get("input").cloned().unwrap_or(Value::Null),
         (None, _) => context.clone(),
     };
-    if let (Some(validator), Some(_)) = (&step.input_validator, &step.input) {
-        schema::validate(validator, &input).map_err(|errors| {
-            format!(
-                "the step's input does not fit its input schema: {}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-            )
-        })?;
+    if let (Some(validator), Some(_)) = (&step.input_validator, &step.input)
+        && let Err(errors) = schema::validate(validator, &input)
+    {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let error = format!("the step's input does not fit its input schema: {}", errors.join("; "));
+        return Err(Early::Failed(error));
     }
     Ok(input)
 }

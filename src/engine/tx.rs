@@ -102,7 +102,7 @@ impl Tx {
     /// worker's result is stale.
     pub(crate) async fn guarded(engine: &Arc<Inner>, seen: &Row) -> Result<Option<(Tx, Row)>> {
         Tx::lock_if(engine, &seen.id, |row| {
-            let status: ExecutionStatus = records::parse(&row.status)?;
+            let status: ExecutionStatus = row.status;
             Ok(row.epoch == seen.epoch
                 && row.current_step_index == seen.current_step_index
                 && row.attempt == seen.attempt
@@ -175,13 +175,13 @@ impl Tx {
         let model = event::Model {
             execution_id: row.id.clone(),
             seq: row.last_seq,
-            event_type: event_type.as_str().to_owned(),
+            event_type,
             at: self.now,
             actor: actor.to_owned(),
             step: step.map(str::to_owned),
             payload,
             runtime_id: row.runtime_id.clone(),
-            environment: row.environment.clone(),
+            environment: row.environment,
         };
         self.pending_bytes += estimated_bytes(&model.payload);
         self.events.push(records::event(model.clone())?);
@@ -292,15 +292,7 @@ impl Tx {
         if self.engine.store.backend() == crate::store::Backend::Postgres {
             // Delivered at commit, to every replica's listener (see `engine::replicas`).
             for payload in crate::engine::replicas::payloads(&self.engine.replica_id, &self.events) {
-                sea_orm::ConnectionTrait::execute_raw(
-                    self.db(),
-                    sea_orm::Statement::from_sql_and_values(
-                        sea_orm::DbBackend::Postgres,
-                        "SELECT pg_notify($1, $2)",
-                        [self.engine.notify_channel().into(), payload.into()],
-                    ),
-                )
-                .await?;
+                store::notify(self.db(), &self.engine.notify_channel(), payload).await?;
             }
         }
         Ok(())

@@ -9,8 +9,8 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::engine::agent::AgentRequest;
-use crate::engine::definition::CompiledStep;
-use crate::engine::error::Result;
+use crate::engine::definition::{CompiledStep, StepRun};
+use crate::engine::error::{Error, Result};
 use crate::engine::lease::Lease;
 use crate::engine::progress;
 use crate::engine::step::{Call, Outcome, Prepared, apply, prepare};
@@ -18,7 +18,6 @@ use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
 use crate::engine::webhook;
 use crate::engine::{Inner, advance};
-use crate::package::StepKind;
 use crate::store;
 
 /// Works one execution until it parks, finishes, waits for a retry, or is taken elsewhere.
@@ -37,7 +36,7 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         let Some(row) = store::executions::find(engine.store.connection(), id).await? else {
             return Ok(());
         };
-        if row.status != ExecutionStatus::Running.as_str() {
+        if row.status != ExecutionStatus::Running {
             return Ok(());
         }
         if let Some(wake_at) = row.wake_at
@@ -48,26 +47,44 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
         }
         let definition = engine.definition(&row.runtime_id, row.runtime_version).await?;
         let playbook = definition.playbook(&row.playbook)?.clone();
-        let step = playbook.steps.get(row.current_step_index as usize);
-        let outcome = match step {
-            // Every step has run but the execution did not finish (a person reopened it):
-            // the transaction below finishes it.
-            None => Outcome::Superseded,
-            Some(step) => match prepare(engine, &definition, step, &row)? {
-                Prepared::Ready(outcome) => outcome,
-                Prepared::Call(call) => match call_out(engine, step, &row, call).await? {
-                    Outcome::Superseded => continue,
-                    outcome => outcome,
-                },
-            },
+        let index = row.current_step_index as usize;
+        // Programs run here with the whole budget, on the blocking pool, outside any
+        // transaction: a slow one holds up nobody else.
+        let work = match playbook.steps.get(index) {
+            // Every step has run but the execution did not finish (a person reopened it, or
+            // its output program needed more than the inline slice).
+            None => {
+                let (row, playbook, allowance) = (row.clone(), playbook.clone(), engine.config.jq_whole());
+                let output = off_thread(move || progress::playbook_output(&row, &playbook, allowance)).await?;
+                Work::Finish(output.map_err(|stopped| stopped.to_string()))
+            }
+            Some(step) => {
+                let (inner, compiled, steps) = (engine.clone(), definition.clone(), playbook.clone());
+                let (current, allowance) = (row.clone(), engine.config.jq_whole());
+                let prepared = off_thread(move || match steps.steps.get(index) {
+                    Some(step) => prepare(&inner, &compiled, step, &current, allowance),
+                    None => Err(Error::Internal(format!("step {index} of a playbook is gone"))),
+                })
+                .await??;
+                let outcome = match prepared {
+                    Prepared::Ready(outcome) => outcome,
+                    Prepared::Call(call) => match call_out(engine, step, &row, call).await? {
+                        Outcome::Superseded => continue,
+                        outcome => outcome,
+                    },
+                    // The whole budget has no slice to spend.
+                    Prepared::SliceSpent => Outcome::Failed("a program ran out of its slice of the budget".to_owned()),
+                };
+                Work::Step(step, outcome)
+            }
         };
         // Commit only if nobody moved the execution while the step ran; the commit runs the
         // steps that follow inline (see `advance`).
         let Some((tx, mut row)) = Tx::guarded(engine, &row).await? else { continue };
         advance::run(tx, async |tx| {
-            match step {
-                Some(step) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
-                None => progress::finish(tx, &mut row, &playbook).await?,
+            match work {
+                Work::Step(step, outcome) => apply(tx, &mut row, &definition, &playbook, step, outcome).await?,
+                Work::Finish(output) => progress::finish(tx, &mut row, output).await?,
             }
             Lease::of(engine).renew(&mut row, Utc::now());
             tx.save(row).await
@@ -76,14 +93,27 @@ async fn drive_claimed(engine: &Arc<Inner>, id: &str) -> Result<()> {
     }
 }
 
+/// What a worker commits: a step's outcome, or the execution's output once every step has run.
+enum Work<'a> {
+    Step(&'a CompiledStep, Outcome),
+    Finish(std::result::Result<serde_json::Value, String>),
+}
+
+/// Runs `work` on the blocking pool (jq evaluations block their thread until they end).
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Error::Internal(format!("a step's evaluation stopped: {error}")))
+}
+
 /// Makes a step's call outside the process, after committing STEP_STARTED so that the attempt
 /// (and with it the idempotency key) is durable first.
 async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Call) -> Result<Outcome> {
     if !started(engine, row, step).await? {
         return Ok(Outcome::Superseded);
     }
-    Ok(match (step.kind, &engine.model) {
-        (StepKind::Agent, Some(model)) => {
+    Ok(match (&step.run, &engine.model) {
+        (StepRun::Agent, Some(model)) => {
             let request = AgentRequest {
                 prompt: call.prompt.unwrap_or_default(),
                 output_schema: step.output_schema.clone().unwrap_or_else(|| json!({})),
@@ -95,8 +125,7 @@ async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Cal
                 Err(error) => Outcome::Failed(error),
             }
         }
-        (StepKind::Webhook, _) => {
-            let url = step.url.as_deref().unwrap_or_default();
+        (StepRun::Webhook { url }, _) => {
             let key = format!("{}:{}:{}", row.id, step.name, row.attempt);
             match webhook::call(&engine.http, url, &call.input, &key, step.timeout, engine.config.max_output_bytes)
                 .await
@@ -105,7 +134,7 @@ async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Cal
                 Err(error) => Outcome::Failed(error),
             }
         }
-        (kind, _) => Outcome::Failed(format!("a {} step makes no call", kind.as_str())),
+        (run, _) => Outcome::Failed(format!("a {} step makes no call", run.kind().as_str())),
     })
 }
 

@@ -10,13 +10,29 @@ use serde_json::Value;
 
 use super::*;
 
+/// Why an evaluation gave no outputs: an error, or the meter stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fault {
+    Error(String),
+    Stop(Stop),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Error(message) => formatter.write_str(message),
+            Fault::Stop(stop) => stop.fmt(formatter),
+        }
+    }
+}
+
 /// One evaluation handed to an evaluator thread.
 pub(super) struct Job {
     filter: Arc<Filter>,
     input: Value,
     budget: Budget,
     /// The outcome, and whether the evaluator may take another job.
-    reply: mpsc::SyncSender<(Result<Vec<Value>, String>, bool)>,
+    reply: mpsc::SyncSender<(Result<Vec<Value>, Fault>, bool)>,
 }
 
 /// An idle evaluator thread: where to send its next job, and its stack size.
@@ -30,7 +46,7 @@ pub(super) static IDLE: Mutex<Vec<Evaluator>> = Mutex::new(Vec::new());
 
 /// Runs `filter` over `input` on an evaluator thread, under `budget`, and waits for the outcome.
 /// The caller blocks for at most about the budget's time: the evaluation stops itself then.
-pub(super) fn evaluate(filter: &Arc<Filter>, input: &Value, budget: Budget) -> Result<Vec<Value>, String> {
+pub(super) fn evaluate(filter: &Arc<Filter>, input: &Value, budget: Budget) -> Result<Vec<Value>, Fault> {
     let stack = stack_for(budget);
     let (reply, answer) = mpsc::sync_channel(1);
     let mut job = Job { filter: filter.clone(), input: input.clone(), budget, reply };
@@ -40,7 +56,7 @@ pub(super) fn evaluate(filter: &Arc<Filter>, input: &Value, budget: Budget) -> R
             // One with too small a stack for this budget ends as it is dropped.
             Some(evaluator) if evaluator.stack < stack => continue,
             Some(evaluator) => evaluator,
-            None => spawn_evaluator(stack)?,
+            None => spawn_evaluator(stack).map_err(Fault::Error)?,
         };
         match evaluator.jobs.send(job) {
             Ok(()) => break evaluator,
@@ -48,7 +64,8 @@ pub(super) fn evaluate(filter: &Arc<Filter>, input: &Value, budget: Budget) -> R
             Err(mpsc::SendError(returned)) => job = returned,
         }
     };
-    let (outcome, reusable) = answer.recv().map_err(|_| "the jq evaluator stopped unexpectedly".to_owned())?;
+    let (outcome, reusable) =
+        answer.recv().map_err(|_| Fault::Error("the jq evaluator stopped unexpectedly".to_owned()))?;
     if reusable {
         let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_EVALUATORS {
@@ -74,22 +91,23 @@ pub(super) fn serve_evaluations(jobs: &mpsc::Receiver<Job>, stack: usize) {
     let stack_base = stack_address();
     while let Ok(Job { filter, input, budget, reply }) = jobs.recv() {
         if stack_for(budget) > stack {
-            let _ = reply.send((Err("the jq evaluator's stack is too small for the budget".to_owned()), false));
+            let error = Fault::Error("the jq evaluator's stack is too small for the budget".to_owned());
+            let _ = reply.send((Err(error), false));
             return;
         }
         let gauge = Gauge::new(budget, stack_base);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_metered(&filter, &input, &gauge)));
         let (outcome, reusable) = match outcome {
-            Ok(outcome) => (outcome, gauge.steps.get() <= RETIRE_AFTER_STEPS),
+            Ok(outcome) => (outcome.map_err(Fault::Error), gauge.steps.get() <= RETIRE_AFTER_STEPS),
             Err(payload) => match payload.downcast::<Stop>() {
-                Ok(stop) => (Err(stop.to_string()), false),
+                Ok(stop) => (Err(Fault::Stop(*stop)), false),
                 Err(payload) => {
                     let message = payload
                         .downcast_ref::<&str>()
                         .map(|text| (*text).to_owned())
                         .or_else(|| payload.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "a panic".to_owned());
-                    (Err(format!("the jq evaluator failed: {message}")), false)
+                    (Err(Fault::Error(format!("the jq evaluator failed: {message}"))), false)
                 }
             },
         };

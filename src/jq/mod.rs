@@ -22,7 +22,6 @@
 //! can still do so; only a killable sandbox process would stop that.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -83,28 +82,8 @@ pub fn stack_for(budget: Budget) -> usize {
     EVALUATION_STACK.saturating_add(steps.saturating_mul(STACK_PER_STEP)).saturating_add(1 << 20)
 }
 
-static BUDGET_STEPS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.steps);
-static BUDGET_MILLIS: AtomicU64 = AtomicU64::new(Budget::DEFAULT.time.as_millis() as u64);
-static BUDGET_BYTES: AtomicUsize = AtomicUsize::new(Budget::DEFAULT.bytes);
-
-/// Sets the budget of every evaluation in this process from now on (the server's
-/// `--jq-max-steps`, at most [`MAX_STEPS`], and `--jq-timeout-ms`).
-pub fn set_budget(budget: Budget) {
-    BUDGET_STEPS.store(budget.steps.clamp(1, MAX_STEPS), Ordering::Relaxed);
-    BUDGET_MILLIS.store(u64::try_from(budget.time.as_millis()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
-    BUDGET_BYTES.store(budget.bytes.max(1), Ordering::Relaxed);
-}
-
-/// The budget evaluations run under.
-pub fn budget() -> Budget {
-    Budget {
-        steps: BUDGET_STEPS.load(Ordering::Relaxed),
-        time: Duration::from_millis(BUDGET_MILLIS.load(Ordering::Relaxed)),
-        bytes: BUDGET_BYTES.load(Ordering::Relaxed),
-    }
-}
-
 mod alloc;
+mod allowance;
 mod convert;
 mod evaluator;
 mod meter;
@@ -112,6 +91,7 @@ mod template;
 
 pub use alloc::CountingAllocator;
 use alloc::*;
+pub use allowance::{Allowance, Slice, Stopped};
 use convert::*;
 use evaluator::*;
 pub use meter::*;
@@ -236,25 +216,35 @@ impl Program {
         &self.code
     }
 
-    /// Every output of the program over `input`, within the process's [`Budget`].
+    /// Every output of the program over `input`, within the default [`Budget`].
     pub fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
-        evaluate(&self.filter, input, budget())
+        self.run_in(input, Allowance::whole(Budget::DEFAULT)).map_err(|stopped| stopped.to_string())
+    }
+
+    /// The program's single output within the default [`Budget`]; none or several is an error.
+    pub fn one(&self, input: &Value) -> Result<Value, String> {
+        self.one_in(input, Allowance::whole(Budget::DEFAULT)).map_err(|stopped| stopped.to_string())
+    }
+
+    /// Every output of the program over `input`, within `allowance`.
+    pub fn run_in(&self, input: &Value, allowance: Allowance) -> Result<Vec<Value>, Stopped> {
+        evaluate(&self.filter, input, allowance.limits()).map_err(|fault| allowance.stopped(fault))
     }
 
     /// The program's single output; none or several is an error.
-    pub fn one(&self, input: &Value) -> Result<Value, String> {
-        let mut outputs = self.run(input)?;
+    pub fn one_in(&self, input: &Value, allowance: Allowance) -> Result<Value, Stopped> {
+        let mut outputs = self.run_in(input, allowance)?;
         match outputs.len() {
             1 => Ok(outputs.remove(0)),
-            0 => Err("produced no output; a value was expected".to_owned()),
-            many => Err(format!("produced {many} outputs; exactly one was expected")),
+            0 => Err(Stopped::Failed("produced no output; a value was expected".to_owned())),
+            many => Err(Stopped::Failed(format!("produced {many} outputs; exactly one was expected"))),
         }
     }
 
     /// Whether the program's first output is truthy (neither `false` nor `null`); no output
     /// counts as false.
-    pub fn test(&self, input: &Value) -> Result<bool, String> {
-        let outputs = self.run(input)?;
+    pub fn test_in(&self, input: &Value, allowance: Allowance) -> Result<bool, Stopped> {
+        let outputs = self.run_in(input, allowance)?;
         Ok(matches!(outputs.first(), Some(value) if !matches!(value, Value::Null | Value::Bool(false))))
     }
 }
@@ -295,10 +285,31 @@ mod tests {
         assert!(error.contains("more than"), "{error}");
     }
 
+    #[test]
+    fn a_spent_slice_is_not_a_failure_but_a_spent_budget_is() {
+        let program = Program::compile("def f: f; f").expect("compiles");
+        let budget = Budget { steps: 1_000_000, time: Duration::from_secs(60), ..Budget::DEFAULT };
+        let slice = Slice { steps: 1_000, time: Duration::from_secs(60) };
+        assert_eq!(program.run_in(&Value::Null, Allowance::sliced(budget, slice)), Err(Stopped::SliceSpent));
+        let short = Slice { steps: 5_000_000, time: Duration::from_millis(20) };
+        assert_eq!(program.run_in(&Value::Null, Allowance::sliced(budget, short)), Err(Stopped::SliceSpent));
+        // A slice as large as the budget is the budget: spending it fails the program.
+        let whole = Slice { steps: 1_000_000, time: Duration::from_secs(60) };
+        let error = program.run_in(&Value::Null, Allowance::sliced(budget, whole)).expect_err("spent");
+        assert_eq!(error, Stopped::Failed("ran out of its budget of 1000000 evaluation steps".to_owned()));
+        let error = program.run_in(&Value::Null, Allowance::whole(budget)).expect_err("spent");
+        assert_eq!(error, Stopped::Failed("ran out of its budget of 1000000 evaluation steps".to_owned()));
+        // Errors are failures whatever the allowance; a program within its slice just runs.
+        let failing = Program::compile(r#"error("boom")"#).expect("compiles");
+        assert_eq!(failing.run_in(&Value::Null, Allowance::sliced(budget, slice)), Err(Stopped::Failed("boom".into())));
+        let quick = Program::compile(". + 1").expect("compiles");
+        assert_eq!(quick.one_in(&json!(1), Allowance::sliced(budget, slice)), Ok(json!(2)));
+    }
+
     fn stopped(code: &str, budget: Budget) -> String {
         let program = Program::compile(code).expect("compiles");
         let started = Instant::now();
-        let error = evaluate(&program.filter, &Value::Null, budget).expect_err("stopped");
+        let error = evaluate(&program.filter, &Value::Null, budget).expect_err("stopped").to_string();
         assert!(started.elapsed() < budget.time + Duration::from_secs(5), "{code} ran {:?}", started.elapsed());
         error
     }
@@ -392,17 +403,24 @@ mod tests {
     #[test]
     fn truthiness_follows_jq() {
         let program = Program::compile(".x").expect("compiles");
-        assert!(program.test(&json!({"x": 0})).expect("runs"));
-        assert!(!program.test(&json!({"x": null})).expect("runs"));
-        assert!(!program.test(&json!({"x": false})).expect("runs"));
-        assert!(!Program::compile("empty").expect("compiles").test(&Value::Null).expect("runs"));
+        assert!(program.test_in(&json!({"x": 0}), Allowance::whole(Budget::DEFAULT)).expect("runs"));
+        assert!(!program.test_in(&json!({"x": null}), Allowance::whole(Budget::DEFAULT)).expect("runs"));
+        assert!(!program.test_in(&json!({"x": false}), Allowance::whole(Budget::DEFAULT)).expect("runs"));
+        assert!(
+            !Program::compile("empty")
+                .expect("compiles")
+                .test_in(&Value::Null, Allowance::whole(Budget::DEFAULT))
+                .expect("runs")
+        );
     }
 
     #[test]
     fn templates_fill_placeholders() {
         let template = Template::compile("Make a {{ .input.kind }} sandwich for {{ .input.n }}").expect("compiles");
         assert_eq!(
-            template.render(&json!({"input": {"kind": "classic", "n": 2}})).expect("renders"),
+            template
+                .render_in(&json!({"input": {"kind": "classic", "n": 2}}), Allowance::whole(Budget::DEFAULT))
+                .expect("renders"),
             "Make a classic sandwich for 2"
         );
         assert!(Template::compile("{{ .a ").is_err());

@@ -87,13 +87,13 @@ impl Template {
 
     /// The text with each placeholder replaced by its output (strings as they are, other
     /// values as JSON).
-    pub fn render(&self, context: &Value) -> Result<String, String> {
+    pub fn render_in(&self, context: &Value, allowance: Allowance) -> Result<String, Stopped> {
         let mut text = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(literal) => text.push_str(literal),
                 Part::Program(program) => {
-                    for value in program.run(context)? {
+                    for value in program.run_in(context, allowance)? {
                         match value {
                             Value::String(string) => text.push_str(&string),
                             other => text.push_str(&other.to_string()),

@@ -2,6 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use crate::store::entity::{checkpoint, event};
@@ -67,4 +68,32 @@ pub(crate) async fn nearest_checkpoint_at_or_before(
         .order_by_desc(checkpoint::Column::Seq)
         .one(db)
         .await
+}
+
+/// Every checkpoint of `execution_id`, in the order they were written.
+pub(crate) async fn checkpoints(
+    db: &impl ConnectionTrait,
+    execution_id: &str,
+) -> Result<Vec<checkpoint::Model>, DbErr> {
+    checkpoint::Entity::find()
+        .filter(checkpoint::Column::ExecutionId.eq(execution_id))
+        .order_by_asc(checkpoint::Column::Seq)
+        .all(db)
+        .await
+}
+
+/// Up to `limit` events of `execution_id` with `after < seq <= until`, in order.
+pub(crate) async fn events_between(
+    db: &impl ConnectionTrait,
+    execution_id: &str,
+    after: i64,
+    until: Option<i64>,
+    limit: u64,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut query =
+        event::Entity::find().filter(event::Column::ExecutionId.eq(execution_id)).filter(event::Column::Seq.gt(after));
+    if let Some(until) = until {
+        query = query.filter(event::Column::Seq.lte(until));
+    }
+    query.order_by_asc(event::Column::Seq).limit(limit).all(db).await
 }

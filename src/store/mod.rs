@@ -6,14 +6,19 @@
 //! an advisory lock so that replicas starting together do not race, and execution rows are
 //! locked with `FOR UPDATE` inside each transition.
 //!
-//! `executions`, `history` and `interventions` hold the engine's statements under names that
-//! say what they do; the engine decides what to store, these modules how.
+//! `executions`, `history`, `interventions`, `leases`, `runtimes` and `api_keys` hold every
+//! statement the engine runs, under names that say what they do; the engine decides what to
+//! store, these modules how (`tests/tidy.rs` keeps query builders out of the engine).
 
+pub(crate) mod api_keys;
+mod columns;
 pub mod entity;
 pub(crate) mod executions;
 mod group;
 pub(crate) mod history;
 pub(crate) mod interventions;
+pub(crate) mod leases;
+pub(crate) mod runtimes;
 
 use std::time::Duration;
 
@@ -23,6 +28,18 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
+
+/// Sends `payload` on PostgreSQL channel `channel`, delivered to every listener when the
+/// transaction commits.
+pub(crate) async fn notify(db: &impl ConnectionTrait, channel: &str, payload: String) -> Result<(), DbErr> {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [channel.into(), payload.into()],
+    );
+    db.execute_raw(statement).await?;
+    Ok(())
+}
 
 /// An arbitrary key that every Orgata replica uses for the migration lock.
 const MIGRATION_LOCK_KEY: i64 = 0x6f72_6761_7461;

@@ -2,8 +2,8 @@
 //! from the query string, or GraphiQL for a browser) and `/graphql/ws` (subscriptions, driven
 //! by [`super::ws`]). Each request is authenticated here and runs the schema as its caller.
 
+use async_graphql::Request as GraphQLRequestBody;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols};
-use async_graphql::{Data, Request as GraphQLRequestBody};
 use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -61,7 +61,7 @@ pub(crate) async fn post(
             return refused_graphql(StatusCode::BAD_REQUEST, "BAD_INPUT", &message);
         }
     };
-    let request = match serde_json::from_slice::<serde_json::Value>(&body) {
+    let mut request = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Array(_)) => {
             return refused_graphql(
                 StatusCode::BAD_REQUEST,
@@ -81,7 +81,10 @@ pub(crate) async fn post(
         }
     };
     match caller(&state, bearer(&headers).as_deref()).await {
-        Ok(principal) => GraphQLResponse::from(state.schema.execute(request.data(principal)).await).into_response(),
+        Ok(principal) => {
+            request.data = graphql::caller_data(&state.engine, principal);
+            GraphQLResponse::from(state.schema.execute(request).await).into_response()
+        }
         Err(error) => unauthenticated_graphql(error),
     }
 }
@@ -147,7 +150,10 @@ pub(crate) async fn get(
         request = request.operation_name(operation_name);
     }
     match caller(&state, bearer(&headers).as_deref()).await {
-        Ok(principal) => GraphQLResponse::from(state.schema.execute(request.data(principal)).await).into_response(),
+        Ok(principal) => {
+            request.data = graphql::caller_data(&state.engine, principal);
+            GraphQLResponse::from(state.schema.execute(request).await).into_response()
+        }
         Err(error) => unauthenticated_graphql(error),
     }
 }
@@ -176,6 +182,7 @@ pub(crate) async fn socket(
     let header_token = bearer(&headers);
     let timing = state.sockets;
     let credential = SocketCredential::new(state.clone());
+    let engine = state.engine.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(state.max_body_bytes)
@@ -195,9 +202,7 @@ pub(crate) async fn socket(
                     .present(token)
                     .await
                     .map_err(|error| async_graphql::Error::new(error.public_message()))?;
-                let mut data = Data::default();
-                data.insert(principal);
-                Ok(data)
+                Ok(graphql::caller_data(&engine, principal))
             };
             graphql::ws::serve(socket, schema, protocol, timing, credential, on_init).await;
             metrics.websocket(-1);

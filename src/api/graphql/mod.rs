@@ -33,7 +33,6 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 /// The schema, serving `engine`.
 pub fn build(engine: Engine) -> OrgataSchema {
     Schema::build(Query, Mutation, Subscription)
-        .data(DataLoader::new(loaders::InterventionsByExecution(engine.clone()), tokio::spawn))
         .data(engine)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -130,6 +129,16 @@ pub fn to_graphql(error: engine::Error) -> async_graphql::Error {
 
 pub(crate) fn engine<'c>(context: &Context<'c>) -> ApiResult<&'c Engine> {
     context.data::<Engine>()
+}
+
+/// What every request carries for its caller, put there by its transport: the principal, and
+/// the loaders that read as that principal.
+pub(crate) fn caller_data(engine: &Engine, principal: Principal) -> async_graphql::Data {
+    let loader = loaders::InterventionsByExecution { engine: engine.clone(), principal: principal.clone() };
+    let mut data = async_graphql::Data::default();
+    data.insert(DataLoader::new(loader, tokio::spawn));
+    data.insert(principal);
+    data
 }
 
 /// The caller, put into the request's data by the transport.

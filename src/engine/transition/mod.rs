@@ -18,7 +18,6 @@ use serde_json::Value;
 
 use crate::engine::access::{Access, Resource, authorize, authorize_steering, may_steer};
 use crate::engine::error::{Error, Result};
-use crate::engine::progress::status;
 use crate::engine::records;
 use crate::engine::tx::Tx;
 use crate::engine::types::{
@@ -152,9 +151,9 @@ async fn steer(
     tx: &mut Tx,
     row: &mut crate::engine::tx::Row,
 ) -> Result<Arc<crate::engine::definition::CompiledPlaybook>> {
-    let environment = records::parse(&row.environment)?;
+    let environment = row.environment;
     authorize(principal, environment, Access::Write, Resource::Execution)?;
-    let current = status(row)?;
+    let current = row.status;
     if !is_legal_for(action, current, row.parent_id.is_some()) {
         return Err(Error::WrongState { id, status: current, action });
     }
@@ -221,8 +220,8 @@ pub(crate) async fn restore(
 
 /// A failed execution that a person moves runs again.
 pub(crate) fn reopen(row: &mut crate::engine::tx::Row) {
-    if row.status == Failed.as_str() {
-        row.status = Running.as_str().to_owned();
+    if row.status == Failed {
+        row.status = Running;
         row.error = None;
     }
 }

@@ -7,8 +7,8 @@ use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
 
 pub(super) async fn apply(tx: &mut Tx, row: &mut Row, from: ExecutionStatus, actor: &str) -> Result<()> {
-    row.paused_from = Some(from.as_str().to_owned());
-    row.status = ExecutionStatus::Paused.as_str().to_owned();
+    row.paused_from = Some(from);
+    row.status = ExecutionStatus::Paused;
     tx.record(row, actor, None, payloads::Paused { from }).await?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! MANUAL-mode gate (CHECKPOINT). Answering twice is a CONFLICT.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::Value;
 
 use crate::engine::access::authorize_steering;
@@ -11,7 +10,6 @@ use crate::engine::definition::CompiledPlaybook;
 use crate::engine::error::{Error, Result};
 use crate::engine::payloads;
 use crate::engine::progress::{complete_step, current_step, set_status};
-use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::{Action, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Principal};
 use crate::schema;
@@ -30,13 +28,13 @@ pub(super) async fn apply(
     let Some(found) = found.filter(|found| found.execution_id == row.id) else {
         return Err(Error::InterventionNotFound(id));
     };
-    let status: InterventionStatus = parse(&found.status)?;
+    let status: InterventionStatus = found.status;
     if status != InterventionStatus::Pending || found.epoch != row.epoch {
         return Err(Error::InterventionClosed { id, status });
     }
-    let environment: crate::engine::types::Environment = parse(&found.environment)?;
+    let environment: crate::engine::types::Environment = found.environment;
     authorize_steering(principal, environment, Action::Respond, found.role.as_deref())?;
-    let kind: InterventionKind = parse(&found.kind)?;
+    let kind: InterventionKind = found.kind;
     let step = current_step(row, playbook, Action::Respond)?;
     let form_errors = match (&step.output_validator, kind) {
         (Some(validator), InterventionKind::Task | InterventionKind::Agent | InterventionKind::Failure) => {
@@ -49,13 +47,13 @@ pub(super) async fn apply(
     if !form_errors.is_empty() {
         return Err(Error::invalid(format!("the response to intervention {id}"), form_errors));
     }
-    let mut resolved = found.clone().into_active_model();
-    resolved.status = Set(InterventionStatus::Resolved.as_str().to_owned());
-    resolved.response = Set(Some(response.clone()));
-    resolved.notes = Set(notes.clone());
-    resolved.resolved_by = Set(Some(principal.id.clone()));
-    resolved.resolved_at = Set(Some(Utc::now()));
-    resolved.update(tx.db()).await?;
+    let mut resolved = found.clone();
+    resolved.status = InterventionStatus::Resolved;
+    resolved.response = Some(response.clone());
+    resolved.notes = notes.clone();
+    resolved.resolved_by = Some(principal.id.clone());
+    resolved.resolved_at = Some(Utc::now());
+    store::interventions::save(tx.db(), resolved).await?;
     let payload =
         payloads::InterventionResolved { intervention_id: id.to_string(), kind, response: response.clone(), notes };
     tx.record(row, &principal.id, Some(&step.name), payload).await?;

@@ -3,16 +3,12 @@
 
 use crate::engine::error::Result;
 use crate::engine::payloads;
-use crate::engine::records::parse;
 use crate::engine::tx::{Row, Tx};
 use crate::engine::types::ExecutionStatus;
 
 pub(super) async fn apply(tx: &mut Tx, row: &mut Row, actor: &str) -> Result<()> {
-    let to: ExecutionStatus = match row.paused_from.take() {
-        Some(from) => parse(&from)?,
-        None => ExecutionStatus::Running,
-    };
-    row.status = to.as_str().to_owned();
+    let to = row.paused_from.take().unwrap_or(ExecutionStatus::Running);
+    row.status = to;
     tx.record(row, actor, None, payloads::Resumed { to }).await?;
     if to == ExecutionStatus::Running {
         tx.wake(&row.id);

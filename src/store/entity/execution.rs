@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::engine::{Environment, ExecutionStatus, Mode};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "executions")]
 pub struct Model {
@@ -9,10 +11,10 @@ pub struct Model {
     pub id: String,
     pub runtime_id: String,
     pub runtime_version: i32,
-    pub environment: String,
+    pub environment: Environment,
     pub playbook: String,
-    pub status: String,
-    pub mode: String,
+    pub status: ExecutionStatus,
+    pub mode: Mode,
     pub input: Json,
     pub state: Json,
     pub steps: Json,
@@ -33,7 +35,7 @@ pub struct Model {
     pub parent_step_index: Option<i32>,
     pub parent_epoch: Option<i64>,
     /// The status to return to on RESUME.
-    pub paused_from: Option<String>,
+    pub paused_from: Option<ExecutionStatus>,
     pub started_by: String,
     pub idempotency_key: Option<String>,
     pub last_seq: i64,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::engine::{Environment, InterventionKind, InterventionStatus};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "interventions")]
 pub struct Model {
@@ -9,13 +11,13 @@ pub struct Model {
     pub id: String,
     pub execution_id: String,
     pub runtime_id: String,
-    pub environment: String,
+    pub environment: Environment,
     pub step: String,
     pub step_index: i32,
     /// The execution's epoch when it was requested.
     pub epoch: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: InterventionKind,
+    pub status: InterventionStatus,
     pub prompt: Option<String>,
     pub form_schema: Json,
     pub allowed_actions: Json,

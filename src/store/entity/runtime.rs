@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::engine::Environment;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "runtimes")]
 pub struct Model {
@@ -9,7 +11,7 @@ pub struct Model {
     pub id: String,
     #[sea_orm(primary_key, auto_increment = false)]
     pub version: i32,
-    pub environment: String,
+    pub environment: Environment,
     pub package_name: String,
     pub package_version: String,
     pub definition: Json,

@@ -133,7 +133,7 @@ impl Step {
         Step {
             name: compiled.name.clone(),
             description: step.description.clone(),
-            kind: compiled.kind.into(),
+            kind: compiled.run.kind().into(),
             operation: step.operation.clone(),
             role: compiled.role.clone(),
             when: step.when.clone(),
