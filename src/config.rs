@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "ORGATA_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
 
+    /// A file of `NAME=VALUE` lines: the secrets webhook headers reference as `{secret: NAME}`.
+    /// Values never appear in packages, history or logs.
+    #[arg(long, env = "ORGATA_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ORGATA_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -199,6 +204,7 @@ impl Config {
             model_name: "default".to_owned(),
             model_api_key: None,
             webhook_allow: Vec::new(),
+            secrets_file: None,
             max_body_bytes: 8 * 1024 * 1024,
             jq_max_steps: crate::jq::Budget::DEFAULT.steps,
             jq_timeout_ms: crate::jq::Budget::DEFAULT.time.as_millis() as u64,
@@ -279,6 +285,12 @@ impl Config {
                 audience: self.jwt_audience.clone(),
                 leeway_seconds: self.jwt_leeway_seconds,
             });
+        }
+        if let Some(path) = &self.secrets_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read the secrets file {}: {error}", path.display()))?;
+            engine.secrets =
+                crate::engine::Secrets::parse(&text).map_err(|error| format!("{}: {error}", path.display()))?;
         }
         if !self.webhook_allow.is_empty() {
             let mut allow: HashMap<Environment, Vec<String>> = HashMap::new();

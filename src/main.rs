@@ -312,9 +312,15 @@ fn init_tracing(format: &str) {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
-    let checked = orgata::package::load_path(path).and_then(|loaded| orgata::package::validate(&loaded));
+    let checked = orgata::package::load_path(path).and_then(|loaded| {
+        let package = orgata::package::validate(&loaded)?;
+        Ok((orgata::package::webhooks::warnings(&loaded, &package), package))
+    });
     match checked {
-        Ok(package) => {
+        Ok((warnings, package)) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: package {} {} is valid ({} roles, {} operations, {} playbooks)",
                 path.display(),

@@ -15,7 +15,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use orgata::engine::{
     Command, DeployRequest, Environment, Error, ErrorCode, EventType, ExecuteRequest, ExecutionFilter, ExecutionId,
-    ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig,
+    ExecutionStatus, InterventionKind, InterventionStatus, Mode, ModelConfig, StateOnMove,
 };
 use orgata::jq::Budget;
 use orgata::package::load_path;
@@ -292,6 +292,86 @@ playbooks:
     assert_eq!(done.output, Some(json!(1_500_000)));
 }
 
+/// `next` rules route a completed step: a loop runs until the state says stop (each pass is in
+/// history, the event saying where it routed), `$end` finishes early, and `max_visits` stops a
+/// loop that would run away by failing the step that would loop once more.
+#[tokio::test]
+async fn next_rules_loop_branch_and_stop_a_runaway_loop() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "loops",
+        r#"      - name: count
+        kind: transform
+        program: '{n: ((.steps.count.n // 0) + 1)}'
+        max_visits: 5
+        next:
+          - when: '.steps.count.n < .input.times'
+            goto: count
+          - when: '.input.early'
+            goto: $end
+      - name: after
+        kind: transform
+        program: '{after: .steps.count.n}'
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let looped = run(&harness, "loops-v1", "main", json!({"times": 3, "early": false})).await;
+    let early = run(&harness, "loops-v1", "main", json!({"times": 1, "early": true})).await;
+    let runaway = run(&harness, "loops-v1", "main", json!({"times": 1000, "early": false})).await;
+
+    let looped = harness.wait_status(looped, ExecutionStatus::Completed).await;
+    assert_eq!(looped.output, Some(json!({"after": 3})));
+    let routed: Vec<Value> = harness
+        .history(looped.id)
+        .await
+        .into_iter()
+        .filter(|event| event.event_type == EventType::StepCompleted && event.step.as_deref() == Some("count"))
+        .map(|event| event.payload["routedTo"].clone())
+        .collect();
+    assert_eq!(routed, [json!("count"), json!("count"), Value::Null], "two loops, then on in order");
+
+    let early = harness.wait_status(early, ExecutionStatus::Completed).await;
+    assert_eq!(early.output, Some(json!({"n": 1})), "`$end` finished before `after`");
+
+    let runaway = harness.wait_status(runaway, ExecutionStatus::Failed).await;
+    let error = runaway.error.clone().unwrap_or_default();
+    assert!(error.contains("`max_visits`") && error.contains("step `count`"), "{error}");
+    // Five loops were allowed; the sixth run's output is not kept, since the step failed.
+    assert_eq!(runaway.steps["count"], json!({"n": 5}), "{:?}", runaway.steps);
+}
+
+/// A human step's answer routes too: a person's "again" sends the execution back.
+#[tokio::test]
+async fn a_persons_answer_routes_the_execution() {
+    let harness = Harness::start().await;
+    let yaml = package(
+        "ask-again",
+        r#"      - name: ask
+        kind: human
+        output_schema: {type: object, properties: {again: {type: boolean}}}
+        next:
+          - when: '.steps.ask.again'
+            goto: ask
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "ask-again-v1", "main", json!({})).await;
+    respond(&harness, id, json!({"again": true})).await.expect("answers");
+    let again = harness.wait_intervention(id).await;
+    assert_eq!(again.step, "ask");
+    harness
+        .engine
+        .act(
+            &admin(),
+            id,
+            Command::Respond { intervention_id: again.id, response: json!({"again": false}), notes: None },
+        )
+        .await
+        .expect("answers");
+    let done = harness.wait_status(id, ExecutionStatus::Completed).await;
+    assert_eq!(done.output, Some(json!({"again": false})));
+}
+
 #[tokio::test]
 async fn retries_back_off_then_fall_back_to_a_person() {
     let harness = Harness::start().await;
@@ -446,7 +526,7 @@ async fn skip_back_and_jump_move_through_checkpoints() {
     assert_eq!(harness.pending(id).await.len(), 1);
 
     // BACK returns to the checkpoint before `ask`: `one` runs again, then `ask` asks again.
-    harness.engine.act(&admin(), id, Command::Back).await.expect("back");
+    harness.engine.act(&admin(), id, Command::Back { state: StateOnMove::Restore }).await.expect("back");
     let second = harness.wait_intervention(id).await;
     assert_ne!(first.id, second.id);
     assert_eq!(
@@ -455,7 +535,11 @@ async fn skip_back_and_jump_move_through_checkpoints() {
     );
 
     // JUMP to `three` with the nearest checkpoint before it: `ask` never answered.
-    harness.engine.act(&admin(), id, Command::Jump { step: "ask".into() }).await.expect("jump to the same step");
+    harness
+        .engine
+        .act(&admin(), id, Command::Jump { step: "ask".into(), state: StateOnMove::Restore })
+        .await
+        .expect("jump to the same step");
     harness.wait_intervention(id).await;
     harness.engine.act(&admin(), id, Command::Skip { output: Some(json!({"answer": 41})) }).await.expect("skip");
     let done = harness.wait_status(id, ExecutionStatus::Completed).await;
@@ -464,9 +548,17 @@ async fn skip_back_and_jump_move_through_checkpoints() {
     // Jumping to an unknown step is NOT_FOUND; BACK at the first step is a CONFLICT.
     let id = run(&harness, "steer-v1", "main", json!({})).await;
     harness.wait_intervention(id).await;
-    let unknown = harness.engine.act(&admin(), id, Command::Jump { step: "nine".into() }).await.expect_err("unknown");
+    let unknown = harness
+        .engine
+        .act(&admin(), id, Command::Jump { step: "nine".into(), state: StateOnMove::Restore })
+        .await
+        .expect_err("unknown");
     assert_eq!(unknown.code(), ErrorCode::NotFound);
-    harness.engine.act(&admin(), id, Command::Jump { step: "one".into() }).await.expect("jump to the start");
+    harness
+        .engine
+        .act(&admin(), id, Command::Jump { step: "one".into(), state: StateOnMove::Restore })
+        .await
+        .expect("jump to the start");
     harness.wait_intervention(id).await;
     let history = harness.history(id).await;
     let jumps: Vec<&Value> =
@@ -757,6 +849,45 @@ async fn agent_steps_ask_a_configured_model_and_retry_bad_answers() {
     assert_eq!(done.output, Some(json!({"decision": "rejected", "category": "travel"})));
 }
 
+/// An agent step chooses its model, temperature, system prompt and token limit; a step that
+/// chooses nothing gets the server's model and the endpoint's defaults.
+#[tokio::test]
+async fn an_agent_step_chooses_its_model_and_how_to_ask_it() {
+    let (url, requests) = model_endpoint(vec![r#"{"summary": "ok"}"#, "{}"]).await;
+    let harness = Harness::start_with(|config| {
+        config.model = Some(ModelConfig { url: url.clone(), model: "default-model".into(), api_key: None })
+    })
+    .await;
+    let yaml = package(
+        "agents",
+        r#"      - name: summarize
+        kind: agent
+        prompt: 'Summarize {{ .input.text }}'
+        output_schema: {type: object, required: [summary], properties: {summary: {type: string}}}
+        model: {name: careful-model, temperature: 0.2, system: 'You are terse.', max_tokens: 200}
+      - name: plain
+        kind: agent
+        prompt: 'Again'
+        output_schema: {type: object}
+"#,
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "agents-v1", "main", json!({"text": "a long memo"})).await;
+    harness.wait_status(id, ExecutionStatus::Completed).await;
+    let requests = requests.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 2);
+    let chosen = &requests[0];
+    assert_eq!(
+        (&chosen["model"], &chosen["temperature"], &chosen["max_tokens"]),
+        (&json!("careful-model"), &json!(0.2), &json!(200))
+    );
+    let system = chosen["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(system.starts_with("You are terse.") && system.contains("JSON Schema"), "{system}");
+    let plain = &requests[1];
+    assert_eq!(plain["model"], "default-model");
+    assert!(plain.get("temperature").is_none() && plain.get("max_tokens").is_none(), "{plain}");
+}
+
 /// A webhook receiver that counts idempotency keys and fails the first `failures` calls.
 async fn webhook_receiver(failures: usize) -> (String, Arc<Mutex<HashMap<String, usize>>>) {
     let keys = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
@@ -813,6 +944,68 @@ async fn webhooks_post_with_idempotency_keys_and_retry() {
     let keys = keys.lock().expect("lock").clone();
     let expected: HashMap<String, usize> = [(format!("{id}:create:1"), 1), (format!("{id}:create:2"), 1)].into();
     assert_eq!(keys, expected, "one call per attempt, each with its own key");
+}
+
+/// A webhook step chooses its method and headers; a header may name a secret the server is
+/// configured with, whose value reaches the receiver and nothing else (not history, not the
+/// definition). A secret the server lacks fails the step with the names, never a value.
+#[tokio::test]
+async fn webhooks_send_their_method_headers_and_secrets() {
+    let seen = Arc::new(Mutex::new(Vec::<(String, HeaderMap)>::new()));
+    let recorded = seen.clone();
+    let router = axum::Router::new().route(
+        "/crm/accounts",
+        axum::routing::any(move |method: axum::http::Method, headers: HeaderMap| {
+            let recorded = recorded.clone();
+            async move {
+                recorded.lock().expect("lock").push((method.to_string(), headers));
+                Json(json!({"ok": true}))
+            }
+        }),
+    );
+    let url = serve(router).await;
+    let harness = Harness::start_with(|config| {
+        config.secrets =
+            orgata::engine::Secrets::new(HashMap::from([("crm-token".to_owned(), "s3cr3t-value".to_owned())]))
+    })
+    .await;
+    let yaml = package(
+        "headers",
+        &format!(
+            r#"      - name: update
+        kind: webhook
+        url: {url}/crm/accounts
+        method: PUT
+        headers:
+          Authorization: {{secret: crm-token}}
+          X-Tenant: acme
+        input: '{{company: .input.company}}'
+      - name: missing
+        kind: webhook
+        url: {url}/crm/accounts
+        headers:
+          Authorization: {{secret: no-such-secret}}
+        input: '{{}}'
+"#
+        ),
+    );
+    harness.deploy_yaml(&yaml, Environment::Development).await.expect("deploys");
+    let id = run(&harness, "headers-v1", "main", json!({"company": "Initech"})).await;
+    let failed = harness.wait_status(id, ExecutionStatus::Failed).await;
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains("`Authorization`") && error.contains("`no-such-secret`"), "{error}");
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1, "the step without its secret never called");
+    let (method, headers) = &calls[0];
+    assert_eq!(method, "PUT");
+    assert_eq!(headers.get("authorization").and_then(|value| value.to_str().ok()), Some("s3cr3t-value"));
+    assert_eq!(headers.get("x-tenant").and_then(|value| value.to_str().ok()), Some("acme"));
+    assert!(headers.get("idempotency-key").is_some());
+    let history =
+        serde_json::to_string(&harness.history(id).await.iter().map(|event| &event.payload).collect::<Vec<_>>())
+            .expect("JSON");
+    assert!(!history.contains("s3cr3t-value"), "a secret reached history");
+    assert!(!format!("{:?}", harness.config).contains("s3cr3t-value"), "a secret shows in the configuration's Debug");
 }
 
 #[tokio::test]
@@ -980,6 +1173,61 @@ async fn deployments_are_versioned_and_executions_stay_pinned() {
     let invalid =
         harness.deploy_yaml("package: x\nversion: one\n", Environment::Development).await.expect_err("invalid");
     assert!(matches!(invalid, Error::InvalidPackage { .. }));
+}
+
+/// Versions: rolling back makes an earlier version the one new executions use (later ones
+/// retired), a running execution finishes on its version, retiring the whole runtime stops new
+/// executions with a CONFLICT, and deploying again brings it back as a new version.
+#[tokio::test]
+async fn runtimes_retire_and_roll_back_while_running_executions_finish() {
+    let harness = Harness::start().await;
+    let version = |answer: &str| {
+        format!(
+            "package: lifecycle\nversion: 1.0.0\nroles:\n  - name: clerk\nplaybooks:\n  - name: main\n    role: clerk\n    steps:\n      - name: ask\n        kind: human\n        output_schema: {{type: object}}\n      - name: answer\n        kind: transform\n        program: '{{v: \"{answer}\"}}'\n"
+        )
+    };
+    harness.deploy_yaml(&version("one"), Environment::Development).await.expect("v1");
+    harness.deploy_yaml(&version("two"), Environment::Development).await.expect("v2");
+    let on_two = run(&harness, "lifecycle-v1", "main", json!({})).await;
+    harness.wait_intervention(on_two).await;
+
+    let versions = harness.engine.rollback_runtime(&admin(), "lifecycle-v1", 1).await.expect("rolls back");
+    let shown: Vec<(i32, bool, bool)> =
+        versions.iter().map(|version| (version.version, version.retired_at.is_some(), version.current)).collect();
+    assert_eq!(shown, [(2, true, false), (1, false, true)]);
+    assert_eq!(versions[0].retired_by.as_deref(), Some("admin"));
+    let on_one = run(&harness, "lifecycle-v1", "main", json!({})).await;
+    respond(&harness, on_one, json!({})).await.expect("answers");
+    assert_eq!(harness.wait_status(on_one, ExecutionStatus::Completed).await.output, Some(json!({"v": "one"})));
+    respond(&harness, on_two, json!({})).await.expect("answers");
+    let finished = harness.wait_status(on_two, ExecutionStatus::Completed).await;
+    assert_eq!(
+        (finished.runtime_version, finished.output),
+        (2, Some(json!({"v": "two"}))),
+        "it finished on its version"
+    );
+
+    harness.engine.retire_runtime(&admin(), "lifecycle-v1", None).await.expect("retires");
+    let refused =
+        harness.engine.execute(&admin(), start("lifecycle-v1", "main", json!({}))).await.expect_err("retired");
+    assert_eq!(refused.code(), ErrorCode::Conflict);
+    assert!(refused.to_string().contains("retired"), "{refused}");
+    let unknown = harness.engine.rollback_runtime(&admin(), "lifecycle-v1", 9).await.expect_err("no such version");
+    assert_eq!(unknown.code(), ErrorCode::NotFound);
+
+    let again = harness.deploy_yaml(&version("one"), Environment::Development).await.expect("deploys again");
+    assert_eq!(again.version, 3, "the same document as a retired version is a new version");
+    let current: Vec<i32> = harness
+        .engine
+        .runtime_versions(&admin(), "lifecycle-v1")
+        .await
+        .expect("versions")
+        .iter()
+        .filter(|version| version.current)
+        .map(|version| version.version)
+        .collect();
+    assert_eq!(current, [3]);
+    run(&harness, "lifecycle-v1", "main", json!({})).await;
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ async fn the_pbj_flow_over_http() {
     assert_eq!(data["environments"], json!(["PRODUCTION", "STAGING", "SIMULATION", "DEVELOPMENT"]));
     let ids: Vec<&str> =
         data["runtimes"].as_array().expect("list").iter().filter_map(|runtime| runtime["id"].as_str()).collect();
-    assert_eq!(ids, ["expenses-v2", "kitchen-v1", "onboarding-v1"]);
+    assert_eq!(ids, ["expenses-v2", "inquiries-v1", "kitchen-v1", "onboarding-v1"]);
     assert_eq!(
         data["playbook"]["fields"],
         json!([{"name": "sandwichType", "type": "string", "required": true, "enum": ["classic", "deluxe"], "widget": "select", "label": "Sandwich type"}])
@@ -123,8 +123,18 @@ async fn every_mutation_works_over_http() {
         .data(INTERVENE, json!({"input": {"executionId": id, "action": "EDIT_STATE", "patch": {"priority": "high"}}}))
         .await;
     assert_eq!(edited["interveneExecution"]["state"], json!({"priority": "high"}));
-    server.data(INTERVENE, json!({"input": {"executionId": id, "action": "BACK"}})).await;
+    // BACK keeping the edited state (the move's own checkpoint holds it), then an edit that a
+    // BACK restoring that checkpoint undoes.
+    let kept = server.data(INTERVENE, json!({"input": {"executionId": id, "action": "BACK", "state": "KEEP"}})).await;
+    assert_eq!(kept["interveneExecution"]["state"], json!({"priority": "high"}));
     server.pending_intervention(None, &id).await;
+    server.data(INTERVENE, json!({"input": {"executionId": id, "action": "EDIT_STATE", "patch": {"note": "x"}}})).await;
+    let restored = server.data(INTERVENE, json!({"input": {"executionId": id, "action": "BACK"}})).await;
+    assert_eq!(restored["interveneExecution"]["state"], json!({"priority": "high"}));
+    server.pending_intervention(None, &id).await;
+    let wrong =
+        server.error(INTERVENE, json!({"input": {"executionId": id, "action": "BACK", "state": "MAYBE"}})).await;
+    assert_eq!(wrong["extensions"]["code"], "BAD_INPUT", "{wrong}");
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "RETRY"}})).await;
     let intervention = server.pending_intervention(None, &id).await;
     server.data(INTERVENE, json!({"input": {"executionId": id, "action": "RESPOND", "interventionId": intervention["id"], "response": {"ok": true}}})).await;

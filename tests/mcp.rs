@@ -96,6 +96,13 @@ async fn pbj_runs_end_to_end_through_tools_on_both_revisions() {
         assert_eq!(intervention["formSchema"]["required"], json!(["jelly_flavor"]));
         ok(&session, "pause_execution", json!({"executionId": id})).await;
         ok(&session, "resume_execution", json!({"executionId": id})).await;
+        // A state edit survives a JUMP that keeps it.
+        let patch = json!({"executionId": id, "action": "EDIT_STATE", "patch": {"note": "mcp"}});
+        ok(&session, "intervene_execution", patch).await;
+        let jump = json!({"executionId": id, "action": "JUMP", "step": "choose-jelly", "state": "KEEP"});
+        let kept = ok(&session, "intervene_execution", jump).await;
+        assert_eq!(kept["state"]["note"], "mcp", "{revision}: {kept}");
+        let intervention = wait_for_pending(&session, &id).await;
         ok(
             &session,
             "intervene_execution",
@@ -106,6 +113,8 @@ async fn pbj_runs_end_to_end_through_tools_on_both_revisions() {
         assert_eq!(done["output"], json!({"name": "PB&J", "flavor": "grape"}), "{revision}");
         let history = ok(&session, "get_history", json!({"executionId": id, "afterSeq": 0})).await;
         assert_eq!(history["items"].as_array().expect("items").last().expect("last")["type"], "EXECUTION_COMPLETED");
+        let versions = ok(&session, "list_runtime_versions", json!({"runtimeId": "kitchen-v1"})).await;
+        assert_eq!(versions["items"][0]["current"], true, "{revision}: {versions}");
         let checkpoints = ok(&session, "get_checkpoints", json!({"executionId": id})).await;
         let checkpoints = checkpoints["items"].as_array().expect("items");
         assert_eq!(checkpoints[0]["stepIndex"], 0, "{revision}");

@@ -14,7 +14,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn every_example_passes_its_tests() {
-    for name in ["kitchen", "expenses.yaml", "onboarding.yaml"] {
+    for name in ["kitchen", "expenses.yaml", "onboarding.yaml", "inquiries.yaml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
         let output = orgata(&["package", "test", path.to_str().expect("UTF-8 path")]);
         let stdout = text(&output.stdout);

@@ -72,6 +72,13 @@ fn onboarding_example_is_valid() {
 }
 
 #[test]
+fn inquiries_example_is_valid() {
+    let package = check(&example("inquiries.yaml")).unwrap_or_else(|problems| panic!("{}", show(&problems)));
+    let steps = &package.playbooks[0].steps;
+    assert!(steps.iter().any(|step| step.next.iter().any(|route| route.goto == "qualify")), "it loops");
+}
+
+#[test]
 fn expenses_example_is_valid() {
     let package = check(&example("expenses.yaml")).unwrap_or_else(|problems| panic!("expenses:{}", show(&problems)));
     assert_eq!(package.package, "expenses");
@@ -140,6 +147,15 @@ steps:
     simulated_output: {ok: "yes"}
   - name: uses-stamp                 # fine: a step that references a known operation
     operation: stamp
+  - name: routes                     # 10: `next` to an unknown step, and a condition that does not compile
+    kind: transform
+    program: '.'
+    next:
+      - when: '.ok'
+        goto: $end
+      - when: '.steps.x =='
+        goto: ask
+      - goto: nowhere
 "#,
     ),
     // Two playbooks calling each other: a → b → a.
@@ -179,6 +195,8 @@ fn semantic_mistakes_are_all_reported_with_file_and_path() {
         ("playbooks/bad.yaml", "/steps/6/output_schema", "needs `output_schema`"),
         ("playbooks/bad.yaml", "/steps/7/name", "duplicate step name `ask`"),
         ("playbooks/bad.yaml", "/steps/8/simulated_output/ok", "does not fit the output schema"),
+        ("playbooks/bad.yaml", "/steps/10/next/1/when", "does not compile"),
+        ("playbooks/bad.yaml", "/steps/10/next/2/goto", "unknown step `nowhere`"),
         // The cycle is reported once, at the step that closes it (b's call back to a).
         ("playbooks/cycle.yaml", "/1/steps/0/playbook", "cycle"),
     ];
@@ -499,4 +517,51 @@ fn committed_schema_is_up_to_date() {
         "schema/package.schema.json is out of date with the package types; \
          run `cargo run -- package schema --out schema/package.schema.json`"
     );
+}
+
+/// Webhook headers are checked where they are written: a header Orgata sets itself and a
+/// malformed name are problems; a webhook step that posts the whole context is a warning (the
+/// package stays valid), with its file and path.
+#[test]
+fn webhook_headers_are_checked_and_unmapped_webhooks_warned_about() {
+    let dir = TempDir::new().expect("temp dir");
+    let broken = r#"
+package: hooks
+version: 1.0.0
+playbooks:
+  - name: main
+    steps:
+      - name: call
+        kind: webhook
+        url: http://127.0.0.1:9/hook
+        method: PATCH
+        headers:
+          Idempotency-Key: mine
+          "bad header": x
+          Authorization: {secret: crm-token}
+"#;
+    write_files(dir.path(), &[("package.yaml", broken)]);
+    let problems = problems_of(&dir.path().join("package.yaml"));
+    assert_reported(&problems, "package.yaml", "/playbooks/0/steps/0/headers/Idempotency-Key", "set by Orgata");
+    assert_reported(
+        &problems,
+        "package.yaml",
+        "/playbooks/0/steps/0/headers/bad header",
+        "not a valid HTTP header name",
+    );
+    assert_eq!(problems.len(), 2, "{}", show(&problems));
+
+    let fine = broken.replace("          Idempotency-Key: mine\n", "").replace("          \"bad header\": x\n", "");
+    write_files(dir.path(), &[("package.yaml", &fine)]);
+    let loaded = load_path(&dir.path().join("package.yaml")).expect("loads");
+    let package = validate(&loaded).unwrap_or_else(|problems| panic!("{}", show(&problems)));
+    let warnings = orgata::package::webhooks::warnings(&loaded, &package);
+    assert_eq!(warnings.len(), 1, "{}", show(&warnings));
+    assert!(warnings[0].file.ends_with("package.yaml") && warnings[0].path == "/playbooks/0/steps/0");
+    assert!(warnings[0].message.contains("whole execution context"), "{}", warnings[0]);
+    let mapped = fine.replace("        method: PATCH\n", "        method: PATCH\n        input: '{id: .input.id}'\n");
+    write_files(dir.path(), &[("package.yaml", &mapped)]);
+    let loaded = load_path(&dir.path().join("package.yaml")).expect("loads");
+    let package = validate(&loaded).unwrap_or_else(|problems| panic!("{}", show(&problems)));
+    assert!(orgata::package::webhooks::warnings(&loaded, &package).is_empty());
 }

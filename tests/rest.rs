@@ -133,7 +133,7 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
 
     // Definitions.
     let (runtimes, _) = api.call("GET", "/runtimes", None, 200).await;
-    assert_eq!(runtimes.as_array().expect("list").len(), 3);
+    assert_eq!(runtimes.as_array().expect("list").len(), 4, "the four examples");
     api.call("GET", "/runtimes?environment=DEVELOPMENT", None, 200).await;
     api.call("GET", "/runtimes?environment=MOON", None, 400).await;
     let yaml = "package: desk\nversion: 1.0.0\nroles: [{name: clerk}]\nplaybooks:\n  - name: file\n    role: clerk\n    steps:\n      - {name: one, kind: transform, program: '{n: 1}'}\n      - {name: ask, kind: human, output_schema: {type: object, properties: {ok: {type: boolean}}}}\n      - {name: three, kind: transform, program: '{done: true}'}\n";
@@ -262,6 +262,15 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
         )
         .await;
     assert_eq!(edited["state"], json!({"a": 1}));
+    let (kept, _) = api
+        .call(
+            "POST",
+            &format!("/executions/{desk}/actions"),
+            Some(json!({"action": "JUMP", "step": "ask", "state": "KEEP"})),
+            200,
+        )
+        .await;
+    assert_eq!(kept["state"], json!({"a": 1}), "JUMP with KEEP kept the edited state");
     for action in [json!({"action": "BACK"}), json!({"action": "RETRY"}), json!({"action": "JUMP", "step": "ask"})] {
         api.call("POST", &format!("/executions/{desk}/actions"), Some(action), 200).await;
         api.call("GET", &format!("/executions/{desk}?wait=10"), None, 200).await;
@@ -283,6 +292,18 @@ async fn every_route_answers_as_its_openapi_schema_declares() {
     let (aborted, _) =
         api.call("POST", &format!("/executions/{desk}/abort"), Some(json!({"reason": "duplicate"})), 200).await;
     assert_eq!(aborted["status"], "ABORTED");
+
+    // Runtime versions: retire every version (new executions are refused), then roll back to
+    // the newest, which new executions use again.
+    let (versions, _) = api.call("GET", "/runtimes/desk-v1/versions", None, 200).await;
+    let newest = versions[0]["version"].clone();
+    assert_eq!(versions[0]["current"], true, "{versions}");
+    let (retired, _) = api.call("POST", "/runtimes/desk-v1/retire", Some(json!({})), 200).await;
+    assert!(retired.as_array().expect("versions").iter().all(|version| version["retiredAt"].is_string()), "{retired}");
+    api.call("POST", "/runtimes/desk-v1/executions", Some(json!({"playbookName": "file"})), 409).await;
+    let (back, _) = api.call("POST", "/runtimes/desk-v1/rollback", Some(json!({"version": newest})), 200).await;
+    assert_eq!((&back[0]["current"], &back[0]["retiredAt"]), (&json!(true), &Value::Null), "{back}");
+    api.call("POST", "/runtimes/desk-v1/executions", Some(json!({"playbookName": "file"})), 201).await;
 
     // Every route of the table was exercised.
     let declared = declared_routes(&api.openapi);

@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::package::ModelChoice;
+
 /// What an agent step asks a model.
 #[derive(Debug, Clone)]
 pub struct AgentRequest {
@@ -16,6 +18,8 @@ pub struct AgentRequest {
     /// The execution context, for the model to read.
     pub context: Value,
     pub timeout: Duration,
+    /// The step's model, temperature, system prompt and token limit, where it sets them.
+    pub choice: ModelChoice,
 }
 
 /// Something that answers agent steps with JSON.
@@ -44,10 +48,17 @@ impl OpenAiModel {
 #[async_trait]
 impl Model for OpenAiModel {
     async fn complete(&self, request: AgentRequest) -> Result<Value, String> {
-        let body = json!({
-            "model": self.model,
+        let choice = &request.choice;
+        let answer_as_json = "You carry out one step of a business process. Answer with a single JSON value that fits \
+                              the given JSON Schema, and nothing else.";
+        let system = match &choice.system {
+            Some(system) => format!("{system}\n\n{answer_as_json}"),
+            None => answer_as_json.to_owned(),
+        };
+        let mut body = json!({
+            "model": choice.name.as_deref().unwrap_or(&self.model),
             "messages": [
-                {"role": "system", "content": "You carry out one step of a business process. Answer with a single JSON value that fits the given JSON Schema, and nothing else."},
+                {"role": "system", "content": system},
                 {"role": "user", "content": format!("{}\n\nExecution context:\n{}", request.prompt, request.context)},
             ],
             "response_format": {
@@ -55,6 +66,12 @@ impl Model for OpenAiModel {
                 "json_schema": {"name": "step_output", "schema": request.output_schema},
             },
         });
+        if let Some(temperature) = choice.temperature {
+            body["temperature"] = json!(temperature);
+        }
+        if let Some(max_tokens) = choice.max_tokens {
+            body["max_tokens"] = json!(max_tokens);
+        }
         let mut call = self.client.post(format!("{}/chat/completions", self.url)).timeout(request.timeout).json(&body);
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);

@@ -67,9 +67,31 @@ impl Inner {
         {
             return Ok(definition);
         }
-        let row = store::runtimes::find(self.store.connection(), id, version)
+        let row = match version {
+            Some(version) => store::runtimes::find(self.store.connection(), id, Some(version)).await?,
+            None => store::runtimes::current(self.store.connection(), id).await?,
+        };
+        let row = row.ok_or_else(|| Error::RuntimeNotFound(id.to_owned()))?;
+        self.compiled(row)
+    }
+
+    /// The version new executions of runtime `id` use, compiled; a CONFLICT if every version
+    /// is retired.
+    pub(crate) async fn startable_definition(&self, id: &str) -> Result<Arc<Definition>> {
+        let row = store::runtimes::current(self.store.connection(), id)
             .await?
             .ok_or_else(|| Error::RuntimeNotFound(id.to_owned()))?;
+        if row.retired_at.is_some() {
+            return Err(Error::Conflict(format!(
+                "runtime `{id}` is retired (every version is), so it starts no executions; deploy it again, or roll \
+                 back to a version"
+            )));
+        }
+        self.compiled(row)
+    }
+
+    /// A version's row compiled, or its definition from the cache.
+    fn compiled(&self, row: crate::store::entity::runtime::Model) -> Result<Arc<Definition>> {
         if let Some(definition) = self.definitions.get(&row.id, row.version) {
             return Ok(definition);
         }

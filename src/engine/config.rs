@@ -24,6 +24,8 @@ pub struct EngineConfig {
     pub model: Option<ModelConfig>,
     /// URL prefixes webhook steps may call, per environment.
     pub webhook_allow: HashMap<Environment, Vec<String>>,
+    /// Secrets webhook headers reference by name (`--secrets-file`).
+    pub secrets: Secrets,
     /// JWT verification, if bearer JWTs are accepted.
     pub jwt: Option<auth::JwtConfig>,
     /// What one package may hold, and how deep playbooks may nest (checked at deploy over
@@ -42,6 +44,50 @@ pub struct EngineConfig {
     /// turn, and every other writer waits). A program that needs more is evaluated again by a
     /// worker with the whole [`EngineConfig::jq_budget`], outside any transaction.
     pub jq_inline_slice: crate::jq::Slice,
+}
+
+/// Secrets by name, for webhook headers. Their values never leave this type except into a
+/// request's header (marked sensitive): `Debug` prints only the names.
+#[derive(Clone, Default)]
+pub struct Secrets(HashMap<String, String>);
+
+impl Secrets {
+    pub fn new(secrets: HashMap<String, String>) -> Secrets {
+        Secrets(secrets)
+    }
+
+    /// Reads `NAME=VALUE` lines (blank lines and `#` comments skipped); an error names the line,
+    /// never a value.
+    pub fn parse(text: &str) -> Result<Secrets, String> {
+        let mut secrets = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {} of the secrets file is not NAME=VALUE", number + 1))?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("line {} of the secrets file has no name", number + 1));
+            }
+            secrets.insert(name.to_owned(), value.trim().to_owned());
+        }
+        Ok(Secrets(secrets))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        formatter.debug_tuple("Secrets").field(&names).finish()
+    }
 }
 
 /// An OpenAI-compatible chat-completions endpoint.
@@ -68,6 +114,7 @@ impl EngineConfig {
                 (Environment::Development, loopback.clone()),
                 (Environment::Simulation, loopback),
             ]),
+            secrets: Secrets::default(),
             jwt: None,
             limits: package::Limits::DEFAULT,
             max_output_bytes: 4 * 1024 * 1024,

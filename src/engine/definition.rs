@@ -2,7 +2,7 @@
 //! merged into steps. Built once per runtime version and cached, so no step re-reads or
 //! re-compiles its definition.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use crate::engine::error::{Error, Result};
 use crate::engine::types::Runtime;
 use crate::jq::{Program, Template};
 use crate::package::validate::effective;
-use crate::package::{Fallback, OnFailure, Package, StepKind};
+use crate::package::{
+    DEFAULT_MAX_VISITS, Fallback, HeaderValue, HttpMethod, ModelChoice, OnFailure, Package, Route, StepKind,
+};
 use crate::schema::{self, Validator};
 
 /// How long a webhook or model call may take when the step does not say.
@@ -46,10 +48,12 @@ pub enum StepRun {
     Transform { program: Program },
     /// Asks a person: a TASK intervention with the step's form.
     Human,
-    /// Asks the configured model, or an assistant through an AGENT intervention.
-    Agent,
-    /// POSTs the step's input to `url`.
-    Webhook { url: String },
+    /// Asks the configured model (with the step's model choice), or an assistant through an
+    /// AGENT intervention.
+    Agent { model: ModelChoice },
+    /// Sends the step's input to `url` with `method` and `headers` (secrets by name, resolved
+    /// at call time from the server's configuration).
+    Webhook { url: String, method: HttpMethod, headers: BTreeMap<String, HeaderValue> },
     /// Starts `playbook` of the same runtime version as a child execution.
     Playbook { playbook: String },
 }
@@ -59,7 +63,7 @@ impl StepRun {
         match self {
             StepRun::Transform { .. } => StepKind::Transform,
             StepRun::Human => StepKind::Human,
-            StepRun::Agent => StepKind::Agent,
+            StepRun::Agent { .. } => StepKind::Agent,
             StepRun::Webhook { .. } => StepKind::Webhook,
             StepRun::Playbook { .. } => StepKind::Playbook,
         }
@@ -74,6 +78,14 @@ impl StepRun {
     }
 }
 
+/// One rule of a step's `next`: when `when` holds (or always, without one), go to `goto`.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub when: Option<Program>,
+    /// The index of the step to go to; `None` finishes the execution.
+    pub goto: Option<usize>,
+}
+
 #[derive(Debug)]
 pub struct CompiledStep {
     pub name: String,
@@ -85,6 +97,10 @@ pub struct CompiledStep {
     pub prompt: Option<Template>,
     pub when: Option<Program>,
     pub input: Option<Program>,
+    /// Where to go once the step completes (see [`CompiledRoute`]); empty: the next step.
+    pub next: Vec<CompiledRoute>,
+    /// How many times `next` rules may send one execution to this step.
+    pub max_visits: u32,
     pub input_validator: Option<Validator>,
     pub output_schema: Option<Value>,
     pub output_validator: Option<Validator>,
@@ -141,6 +157,7 @@ fn approximate_bytes(runtime: &Runtime, playbooks: &HashMap<String, Arc<Compiled
                     .map(|step| {
                         [step.run.program(), step.when.as_ref(), step.input.as_ref()]
                             .into_iter()
+                            .chain(step.next.iter().map(|route| route.when.as_ref()))
                             .flatten()
                             .map(Program::bytes)
                             .sum::<usize>()
@@ -188,10 +205,12 @@ impl Definition {
                             .ok_or_else(|| missing("program"))?,
                     },
                     StepKind::Human => StepRun::Human,
-                    StepKind::Agent => StepRun::Agent,
-                    StepKind::Webhook => {
-                        StepRun::Webhook { url: implementation.url.clone().ok_or_else(|| missing("url"))? }
-                    }
+                    StepKind::Agent => StepRun::Agent { model: implementation.model.clone().unwrap_or_default() },
+                    StepKind::Webhook => StepRun::Webhook {
+                        url: implementation.url.clone().ok_or_else(|| missing("url"))?,
+                        method: implementation.method.unwrap_or_default(),
+                        headers: implementation.headers.clone(),
+                    },
                     StepKind::Playbook => StepRun::Playbook {
                         playbook: implementation.playbook.clone().ok_or_else(|| missing("playbook"))?,
                     },
@@ -208,6 +227,22 @@ impl Definition {
                         .map(|prompt| Template::compile(prompt).map_err(Error::Internal))
                         .transpose()?,
                     when: compile_program(step.when.as_deref())?,
+                    next: step
+                        .next
+                        .iter()
+                        .map(|route| {
+                            let goto = match route.goto.as_str() {
+                                Route::END => None,
+                                name => {
+                                    Some(playbook.steps.iter().position(|step| step.name == name).ok_or_else(|| {
+                                        Error::Internal(format!("step `{}` goes to unknown step `{name}`", step.name))
+                                    })?)
+                                }
+                            };
+                            Ok(CompiledRoute { when: compile_program(route.when.as_deref())?, goto })
+                        })
+                        .collect::<Result<_>>()?,
+                    max_visits: step.max_visits.unwrap_or(DEFAULT_MAX_VISITS),
                     input: compile_program(step.input.as_deref())?,
                     input_validator: compile_schema(implementation.input_schema.as_ref())?,
                     output_validator: compile_schema(implementation.output_schema.as_ref())?,

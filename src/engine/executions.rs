@@ -45,7 +45,7 @@ impl Engine {
     /// Starts a playbook on the latest version of a runtime. The input is checked against the
     /// playbook's input schema, with every error reported.
     pub async fn execute(&self, principal: &Principal, request: ExecuteRequest) -> Result<Execution> {
-        let definition = self.inner.runtime_definition(&request.runtime_id, None).await?;
+        let definition = self.inner.startable_definition(&request.runtime_id).await?;
         authorize(principal, definition.runtime.environment, Access::Write, Resource::Execution)?;
         let playbook = definition.playbook(&request.playbook)?.clone();
         if let Some(validator) = &playbook.input_validator {

@@ -25,12 +25,14 @@ mod progress;
 mod queue;
 mod records;
 mod replicas;
+mod routing;
 mod runtimes;
 mod step;
 mod sweeper;
 pub mod transition;
 pub(crate) mod tx;
 pub mod types;
+mod versions;
 pub mod webhook;
 mod worker;
 
@@ -41,7 +43,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 pub use access::{Access, Grants, Resource};
-pub use config::{EngineConfig, ModelConfig};
+pub use config::{EngineConfig, ModelConfig, Secrets};
 pub use error::{Error, ErrorCode, Result};
 pub use events::EventFilter;
 pub use executions::{ExecuteRequest, ExecutionFilter, MAX_PAGE, Page};

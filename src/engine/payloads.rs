@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::types::{Action, EventType, ExecutionStatus, InterventionKind, Mode};
+use crate::engine::types::{Action, EventType, ExecutionStatus, InterventionKind, Mode, StateOnMove};
 
 /// A history event's payload: the type it is recorded as.
 pub trait Payload: Serialize + DeserializeOwned + JsonSchema {
@@ -68,11 +68,14 @@ payloads! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         playbook: Option<String>,
     }
-    /// A step finished with its output.
+    /// A step finished with its output; `routedTo` names where its `next` rules sent the
+    /// execution (a step, or `$end`), absent when it moved on in order.
     StepCompleted {
         step_index: i64,
         attempt: i64,
         output: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        routed_to: Option<String>,
     }
     /// A step was skipped, by its condition or by a person (who may supply its output).
     StepSkipped {
@@ -119,7 +122,7 @@ payloads! {
         state: Value,
     }
     /// BACK (`back: true`) or JUMP: the execution moved to another step, with the context of the
-    /// checkpoint recorded at `checkpointSeq`.
+    /// checkpoint recorded at `checkpointSeq` (`state: RESTORE`) or its own (`state: KEEP`).
     Jumped {
         from: Option<String>,
         from_index: i64,
@@ -127,6 +130,14 @@ payloads! {
         to_index: i64,
         checkpoint_seq: i64,
         back: bool,
+        /// What the move did with the state (moves recorded before the choice existed
+        /// restored).
+        #[serde(default)]
+        state: StateOnMove,
+        /// Whether restoring replaced a state or step outputs that differed from the
+        /// checkpoint's (an EDIT_STATE or a step's output made since was undone).
+        #[serde(default)]
+        state_discarded: bool,
     }
     /// A person asked for the current step to run again.
     Retried {

@@ -10,6 +10,7 @@ use crate::engine::definition::{CompiledPlaybook, CompiledStep};
 use crate::engine::error::{Error, Result};
 use crate::engine::lease;
 use crate::engine::payloads;
+use crate::engine::routing;
 use crate::engine::tx::{Row, Tx, context};
 use crate::engine::types::{
     Action, Environment, ExecutionId, ExecutionStatus, InterventionId, InterventionKind, InterventionStatus, Mode,
@@ -91,10 +92,26 @@ pub(crate) async fn complete_step(
     actor: &str,
 ) -> Result<()> {
     record_started(tx, row, step).await?;
-    steps_mut(row).insert(step.name.clone(), output.clone());
-    let payload = payloads::StepCompleted { step_index: step.index as i64, attempt: i64::from(row.attempt), output };
+    let previous = steps_mut(row).insert(step.name.clone(), output.clone());
+    let next = match routing::route(row, playbook, step, tx.engine.config.jq_inline()) {
+        Ok(next) => next,
+        Err(error) => {
+            // The output is not kept: the step failed to say where to go.
+            match previous {
+                Some(previous) => steps_mut(row).insert(step.name.clone(), previous),
+                None => steps_mut(row).remove(&step.name),
+            };
+            return fail_step(tx, row, playbook, step, &error, Principal::SYSTEM).await;
+        }
+    };
+    let routed_to = next.map(|target| target.name(playbook).to_owned());
+    let payload =
+        payloads::StepCompleted { step_index: step.index as i64, attempt: i64::from(row.attempt), output, routed_to };
     let seq = tx.record(row, actor, Some(&step.name), payload).await?;
-    advance(tx, row, playbook, seq).await
+    match next {
+        None => advance(tx, row, playbook, seq).await,
+        Some(target) => move_to(tx, row, playbook, seq, target.index(playbook)).await,
+    }
 }
 
 /// The current step is skipped, by its condition or by a person (optionally with an output).
@@ -116,7 +133,12 @@ pub(crate) async fn skip_step(
 }
 
 async fn advance(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, seq: i64) -> Result<()> {
-    position(row, row.current_step_index + 1);
+    move_to(tx, row, playbook, seq, row.current_step_index as usize + 1).await
+}
+
+/// Moves on to step `index` (past the last: the execution finishes) after the event at `seq`.
+async fn move_to(tx: &mut Tx, row: &mut Row, playbook: &CompiledPlaybook, seq: i64, index: usize) -> Result<()> {
+    position(row, i32::try_from(index).unwrap_or(i32::MAX));
     let next = playbook.steps.get(row.current_step_index as usize).map(|step| step.name.as_str());
     tx.checkpoint(row, seq, next).await?;
     // Past the last step too: finishing evaluates the output program, which the commit's
@@ -342,6 +364,7 @@ pub(crate) async fn create_execution(tx: &mut Tx, new: NewExecution<'_>) -> Resu
         started_by: new.started_by.to_owned(),
         idempotency_key: new.idempotency_key,
         last_seq: 0,
+        visits: None,
         lease_owner: None,
         lease_until: None,
         created_at: tx.now,

@@ -1,12 +1,15 @@
-//! Conversions from stored rows to the records the engine hands out. Stored enums are text;
-//! a value the engine did not write is an internal error, never a panic.
+//! Conversions from stored rows to the records the engine hands out. Stored enums arrive typed
+//! (see `store::columns`); ids are parsed here, and a value the engine did not write is an
+//! internal error, never a panic.
 
 use std::str::FromStr;
 
 use serde_json::Value;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::types::{Action, Checkpoint, Event, Execution, ExecutionId, Intervention, InterventionId, Runtime};
+use crate::engine::types::{
+    Action, Checkpoint, Event, Execution, ExecutionId, Intervention, InterventionId, Runtime, RuntimeVersion,
+};
 use crate::store::entity::{checkpoint, event, execution, intervention, runtime};
 
 pub(crate) fn parse<T: FromStr<Err = String>>(text: &str) -> Result<T> {
@@ -23,6 +26,22 @@ pub(crate) fn runtime(row: runtime::Model) -> Result<Runtime> {
         deployed_by: row.deployed_by,
         deployed_at: row.deployed_at,
     })
+}
+
+/// A version's row as a [`RuntimeVersion`]; `current` says whether new executions use it.
+pub(crate) fn runtime_version(row: runtime::Model, current: bool) -> RuntimeVersion {
+    RuntimeVersion {
+        package: row.package_name,
+        package_version: row.package_version,
+        runtime_id: row.id,
+        version: row.version,
+        environment: row.environment,
+        deployed_by: row.deployed_by,
+        deployed_at: row.deployed_at,
+        retired_at: row.retired_at,
+        retired_by: row.retired_by,
+        current,
+    }
 }
 
 pub(crate) fn execution(row: &execution::Model, step_names: &[String]) -> Result<Execution> {

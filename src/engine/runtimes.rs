@@ -1,7 +1,6 @@
 //! Runtimes: deploying a package as a runtime version (validated, limited, its webhooks on
 //! the environment's allow-list), and reading runtimes and their compiled definitions.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -113,8 +112,13 @@ impl Engine {
             // The canonical document (the typed package serialised, so formatting, key order
             // and YAML versus JSON do not count) decides whether anything changed.
             let definition = serde_json::to_value(package).map_err(|error| Error::Internal(error.to_string()))?;
-            if let Some(latest) = latest.as_ref().filter(|latest| latest.definition == definition) {
-                return Ok((records::runtime(latest.clone())?, None));
+            // Unchanged from the version new executions use: that version. (After a rollback or
+            // a retirement, the same document as a retired version is a new version.)
+            let current = store::runtimes::current(tx.db(), runtime_id).await?;
+            if let Some(current) =
+                current.filter(|current| current.retired_at.is_none() && current.definition == definition)
+            {
+                return Ok((records::runtime(current)?, None));
             }
             let model = runtime::Model {
                 id: runtime_id.to_owned(),
@@ -125,6 +129,8 @@ impl Engine {
                 definition,
                 deployed_by: principal.id.clone(),
                 deployed_at: Utc::now(),
+                retired_at: None,
+                retired_by: None,
             };
             store::runtimes::insert(tx.db(), model.clone()).await?;
             let runtime = records::runtime(model)?;
@@ -145,28 +151,25 @@ impl Engine {
             authorize(principal, environment, Access::Read, Resource::Runtime)?;
         }
         let readable = readable(principal, Resource::Runtime, environment);
-        let mut seen = HashSet::new();
-        store::runtimes::all_in(self.inner.store.connection(), readable)
-            .await?
-            .into_iter()
-            .filter(|row| seen.insert(row.id.clone()))
-            .map(records::runtime)
-            .collect()
+        // Rows come by id, newest first: keep each runtime's newest version that is not
+        // retired, or its newest if all are.
+        let mut current: Vec<runtime::Model> = Vec::new();
+        for row in store::runtimes::all_in(self.inner.store.connection(), readable).await? {
+            match current.last_mut() {
+                Some(kept) if kept.id == row.id => {
+                    if kept.retired_at.is_some() && row.retired_at.is_none() {
+                        *kept = row;
+                    }
+                }
+                _ => current.push(row),
+            }
+        }
+        current.into_iter().map(records::runtime).collect()
     }
 
     /// A runtime at a version, or its latest.
     pub async fn runtime(&self, principal: &Principal, id: &str, version: Option<i32>) -> Result<Runtime> {
         Ok(self.definition(principal, id, version, Resource::Runtime).await?.runtime.clone())
-    }
-
-    /// Every version of a runtime, newest first.
-    pub async fn runtime_versions(&self, principal: &Principal, id: &str) -> Result<Vec<Runtime>> {
-        self.definition(principal, id, None, Resource::Runtime).await?;
-        let rows = store::runtimes::versions(self.inner.store.connection(), id).await?;
-        if rows.is_empty() {
-            return Err(Error::RuntimeNotFound(id.to_owned()));
-        }
-        rows.into_iter().map(records::runtime).collect()
     }
 
     /// The compiled definition of a runtime at a version, or its latest.

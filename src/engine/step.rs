@@ -185,14 +185,14 @@ fn prepared(
             Some(output) => Outcome::Output(output),
             None => Outcome::Park(InterventionKind::Task, prompt),
         },
-        StepRun::Agent => match (simulated, &engine.model) {
+        StepRun::Agent { .. } => match (simulated, &engine.model) {
             (Some(output), _) => Outcome::Output(output),
             (None, Some(_)) if environment != Environment::Simulation => {
                 return Ok(Prepared::Call(Call { input, prompt, context }));
             }
             (None, _) => Outcome::Park(InterventionKind::Agent, prompt),
         },
-        StepRun::Webhook { url } => {
+        StepRun::Webhook { url, .. } => {
             if environment == Environment::Simulation {
                 // Nothing leaves the server in simulation.
                 Outcome::Output(simulated.unwrap_or(Value::Null))

@@ -147,6 +147,18 @@ string_enum! {
 }
 
 string_enum! {
+    /// What BACK and JUMP do with the execution's `state` and step outputs: bring back the
+    /// target checkpoint's (RESTORE; an EDIT_STATE made since is undone, and the JUMPED event
+    /// says so), or keep the current ones and move only the position (KEEP).
+    #[derive(Default)]
+    StateOnMove {
+        #[default]
+        Restore = "RESTORE",
+        Keep = "KEEP",
+    }
+}
+
+string_enum! {
     InterventionStatus {
         Pending = "PENDING",
         Resolved = "RESOLVED",
@@ -280,6 +292,23 @@ pub struct Runtime {
     pub package: crate::package::Package,
     pub deployed_by: String,
     pub deployed_at: DateTime<Utc>,
+}
+
+/// One deployed version of a runtime, and whether new executions use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeVersion {
+    pub runtime_id: String,
+    pub version: i32,
+    pub environment: Environment,
+    pub package: String,
+    pub package_version: String,
+    pub deployed_by: String,
+    pub deployed_at: DateTime<Utc>,
+    /// A retired version starts no new executions; running ones finish on it.
+    pub retired_at: Option<DateTime<Utc>>,
+    pub retired_by: Option<String>,
+    /// Whether this is the version new executions use: the newest that is not retired.
+    pub current: bool,
 }
 
 /// One run of a playbook.

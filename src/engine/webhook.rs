@@ -1,12 +1,17 @@
-//! `webhook` steps: a POST of the step's input to an allow-listed URL, carrying an
+//! `webhook` steps: the step's input sent (POST, PUT or PATCH, with the step's headers, secrets
+//! resolved from the server's configuration) to an allow-listed URL, carrying an
 //! `Idempotency-Key` of `execution:step:attempt` so a receiver can apply each attempt once even
 //! though steps run at least once.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 use crate::engine::agent::without_url;
+use crate::engine::config::Secrets;
+use crate::package::{HeaderValue, HttpMethod};
 
 /// Whether `url` is on the allow-list: same scheme and host, the same port unless the entry
 /// names none, and a path under the entry's path.
@@ -33,20 +38,62 @@ fn under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// POSTs `body` and returns the JSON reply.
-pub async fn call(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    idempotency_key: &str,
-    timeout: Duration,
-    max_bytes: usize,
-) -> Result<Value, String> {
+/// One call of a `webhook` step.
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub method: HttpMethod,
+    /// Resolved, secrets included (see [`headers`]).
+    pub headers: HeaderMap,
+    pub body: &'a Value,
+    pub idempotency_key: &'a str,
+    pub timeout: Duration,
+    /// The largest reply read.
+    pub max_bytes: usize,
+}
+
+/// The step's headers with each secret replaced by its value from `secrets`, marked
+/// sensitive. A missing secret, or a value HTTP cannot carry, is an error that names the
+/// header and the secret, never a value.
+pub fn headers(headers: &BTreeMap<String, HeaderValue>, secrets: &Secrets) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("the webhook header `{name}` is not a valid header name"))?;
+        let value = match value {
+            HeaderValue::Text(text) => reqwest::header::HeaderValue::from_str(text)
+                .map_err(|_| format!("the webhook header `{name}` has a value HTTP cannot carry"))?,
+            HeaderValue::Secret { secret } => {
+                let text = secrets.get(secret).ok_or_else(|| {
+                    format!(
+                        "the webhook header `{name}` needs the secret `{secret}`, which this server does not have \
+                         (--secrets-file)"
+                    )
+                })?;
+                let mut value = reqwest::header::HeaderValue::from_str(text)
+                    .map_err(|_| format!("the secret `{secret}` is not a value HTTP can carry in a header"))?;
+                value.set_sensitive(true);
+                value
+            }
+        };
+        map.insert(header, value);
+    }
+    Ok(map)
+}
+
+/// Sends the step's input and returns the JSON reply.
+pub async fn call(client: &reqwest::Client, request: Request<'_>) -> Result<Value, String> {
+    let method = match request.method {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+    };
+    let max_bytes = request.max_bytes;
     let response = client
-        .post(url)
-        .timeout(timeout)
-        .header("Idempotency-Key", idempotency_key)
-        .json(body)
+        .request(method, request.url)
+        .timeout(request.timeout)
+        .headers(request.headers)
+        .header("Idempotency-Key", request.idempotency_key)
+        .json(request.body)
         .send()
         .await
         .map_err(|error| format!("the webhook did not answer: {}", without_url(&error)))?;

@@ -113,8 +113,9 @@ async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Cal
         return Ok(Outcome::Superseded);
     }
     Ok(match (&step.run, &engine.model) {
-        (StepRun::Agent, Some(model)) => {
+        (StepRun::Agent { model: choice }, Some(model)) => {
             let request = AgentRequest {
+                choice: choice.clone(),
                 prompt: call.prompt.unwrap_or_default(),
                 output_schema: step.output_schema.clone().unwrap_or_else(|| json!({})),
                 context: call.context,
@@ -125,11 +126,21 @@ async fn call_out(engine: &Arc<Inner>, step: &CompiledStep, row: &Row, call: Cal
                 Err(error) => Outcome::Failed(error),
             }
         }
-        (StepRun::Webhook { url }, _) => {
+        (StepRun::Webhook { url, method, headers }, _) => {
             let key = format!("{}:{}:{}", row.id, step.name, row.attempt);
-            match webhook::call(&engine.http, url, &call.input, &key, step.timeout, engine.config.max_output_bytes)
-                .await
-            {
+            let request = webhook::Request {
+                url,
+                method: *method,
+                headers: match webhook::headers(headers, &engine.config.secrets) {
+                    Ok(headers) => headers,
+                    Err(error) => return Ok(Outcome::Failed(error)),
+                },
+                body: &call.input,
+                idempotency_key: &key,
+                timeout: step.timeout,
+                max_bytes: engine.config.max_output_bytes,
+            };
+            match webhook::call(&engine.http, request).await {
                 Ok(output) => Outcome::Output(output),
                 Err(error) => Outcome::Failed(error),
             }

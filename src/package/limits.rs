@@ -52,6 +52,7 @@ pub fn check(loaded: &LoadedPackage, package: &Package, limits: &Limits) -> Vec<
             let operation = step.operation.as_deref().and_then(|name| operations.get(name).copied());
             let implementation = super::validate::effective(operation, &step.implementation);
             programs += usize::from(step.when.is_some())
+                + step.next.iter().filter(|route| route.when.is_some()).count()
                 + usize::from(step.input.is_some())
                 + usize::from(implementation.program.is_some())
                 + implementation.prompt.as_deref().map_or(0, placeholders);

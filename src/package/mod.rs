@@ -9,10 +9,12 @@ pub mod limits;
 pub mod load;
 mod tests_check;
 pub mod validate;
+pub mod webhooks;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub use limits::Limits;
 pub use load::{LoadedPackage, SourceMap, load_document, load_path};
@@ -194,6 +196,74 @@ pub struct Implementation {
     /// Presentation hints for generated frontends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui: Option<Value>,
+    /// An `agent` step's model and how to ask it; the server's OpenAI-compatible endpoint
+    /// (`--model-url`) serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelChoice>,
+    /// A `webhook` step's HTTP method (default POST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// Headers a `webhook` step sends: text, or `{secret: NAME}` for a secret the server is
+    /// configured with (`--secrets-file`). Secret values never appear in packages, history or
+    /// logs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub headers: BTreeMap<String, HeaderValue>,
+}
+
+/// The methods a `webhook` step may use; each sends the step's input as a JSON body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+        }
+    }
+}
+
+/// A webhook header's value: text as written, or a secret by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Text(String),
+    Secret {
+        /// The name of a secret in the server's `--secrets-file`.
+        #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))]
+        secret: String,
+    },
+}
+
+/// Which model an `agent` step asks, and how. Unset fields leave the endpoint's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelChoice {
+    /// The model's name at the endpoint (default: the server's `--model-name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub name: Option<String>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Instructions for the model, sent as the system message ahead of Orgata's own (which
+    /// asks for one JSON value that fits the step's output schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20_000))]
+    pub system: Option<String>,
+    /// The most tokens the answer may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_tokens: Option<u32>,
 }
 
 /// A named, reusable step implementation.
@@ -266,9 +336,42 @@ pub struct Step {
     /// What happens when the step fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Where to go once the step completes: the first rule whose `when` holds (a rule without
+    /// `when` always does) sends the execution to its `goto` step, earlier or later (`$end`
+    /// finishes the execution); when none holds, the next step in order runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub next: Vec<Route>,
+    /// How many times `next` rules may send one execution to this step: a loop's guard. One
+    /// more fails the step whose rule would send it (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_visits: Option<u32>,
     #[serde(flatten)]
     pub implementation: Implementation,
 }
+
+/// One rule of a step's `next`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A jq condition over the execution context, this step's output included; the rule
+    /// applies when it is neither `false` nor `null`. It runs inside the transaction that
+    /// records the step, so it must be cheap (within the inline slice of the jq budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The step to go to, by name, in the same playbook; or `$end` to finish the execution.
+    #[schemars(regex(pattern = r"^(\$end|[A-Za-z0-9][A-Za-z0-9_-]{0,62})$"))]
+    pub goto: String,
+}
+
+impl Route {
+    /// The `goto` that finishes the execution.
+    pub const END: &'static str = "$end";
+}
+
+/// How many times `next` rules may send one execution to a step, unless it says.
+pub const DEFAULT_MAX_VISITS: u32 = 100;
 
 /// Retries with backoff, then a fallback.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

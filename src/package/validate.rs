@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Implementation, LoadedPackage, Package, StepKind};
+use super::{Implementation, LoadedPackage, Package, Route, StepKind};
 use crate::{jq, schema};
 
 /// One thing wrong with a package.
@@ -229,6 +229,22 @@ impl Checker<'_> {
                 let step_at = format!("{at}/steps/{step_index}");
                 self.program(&format!("{step_at}/when"), step.when.as_deref());
                 self.program(&format!("{step_at}/input"), step.input.as_deref());
+                for (rule, route) in step.next.iter().enumerate() {
+                    self.program(&format!("{step_at}/next/{rule}/when"), route.when.as_deref());
+                    let known = route.goto == Route::END || playbook.steps.iter().any(|other| other.name == route.goto);
+                    if !known {
+                        self.problem(
+                            format!("{step_at}/next/{rule}/goto"),
+                            format!(
+                                "unknown step `{}`; playbook `{}` has {}, or `{}` to finish",
+                                route.goto,
+                                playbook.name,
+                                list(playbook.steps.iter().map(|step| step.name.as_str())),
+                                Route::END
+                            ),
+                        );
+                    }
+                }
                 self.implementation(&step_at, &step.implementation);
                 let operation = match &step.operation {
                     None => None,
@@ -319,6 +335,9 @@ impl Checker<'_> {
                 Err(error) => self.problem(format!("{at}/url"), format!("is not a URL: {error}")),
             }
         }
+        for (name, message) in super::webhooks::header_problems(&implementation.headers) {
+            self.problem(format!("{at}/headers/{name}"), message);
+        }
         if let Some(name) = &implementation.playbook
             && !self.names.playbooks.contains(name)
         {
@@ -351,10 +370,13 @@ impl Checker<'_> {
             StepKind::Playbook if step.playbook.is_none() => self.problem(format!("{at}/playbook"), needs("playbook")),
             _ => {}
         }
-        let unused: [(&str, bool, StepKind); 3] = [
+        let unused: [(&str, bool, StepKind); 6] = [
             ("program", step.program.is_some(), StepKind::Transform),
             ("url", step.url.is_some(), StepKind::Webhook),
             ("playbook", step.playbook.is_some(), StepKind::Playbook),
+            ("model", step.model.is_some(), StepKind::Agent),
+            ("method", step.method.is_some(), StepKind::Webhook),
+            ("headers", !step.headers.is_empty(), StepKind::Webhook),
         ];
         for (field, set, owner) in unused {
             if set && kind != owner {
@@ -454,6 +476,9 @@ pub fn effective(operation: Option<&Implementation>, step: &Implementation) -> I
         timeout_ms: step.timeout_ms.or(operation.timeout_ms),
         estimated_time: step.estimated_time.or_else(|| operation.estimated_time.clone()),
         ui: step.ui.or_else(|| operation.ui.clone()),
+        model: step.model.or_else(|| operation.model.clone()),
+        method: step.method.or(operation.method),
+        headers: if step.headers.is_empty() { operation.headers.clone() } else { step.headers },
     }
 }
 

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object};
 
 use crate::api::graphql::types::{
     ApiKey, CreateApiKeyInput, CreatedApiKey, DeployRuntimeInput, ExecutePlaybookInput, Execution,
-    InterveneExecutionInput, InterventionAction, RespondToInterventionInput, Runtime,
+    InterveneExecutionInput, InterventionAction, RespondToInterventionInput, Runtime, RuntimeVersion,
 };
 use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
 use crate::engine::{self as core, Command, Error};
@@ -102,6 +102,31 @@ impl Mutation {
         Ok(engine(context)?.revoke_key(principal(context)?, &id).await.map_err(to_graphql)?.into())
     }
 
+    /// Retires one version of a runtime, or (without `version`) all of them: they start no new
+    /// executions, and running ones finish on their versions. Returns every version.
+    async fn retire_runtime(
+        &self,
+        context: &Context<'_>,
+        id: String,
+        version: Option<i32>,
+    ) -> ApiResult<Vec<RuntimeVersion>> {
+        let versions = engine(context)?.retire_runtime(principal(context)?, &id, version).await.map_err(to_graphql)?;
+        Ok(versions.into_iter().map(Into::into).collect())
+    }
+
+    /// Makes an earlier version the one new executions use, retiring every later version.
+    /// Returns every version.
+    async fn rollback_runtime(
+        &self,
+        context: &Context<'_>,
+        id: String,
+        version: i32,
+    ) -> ApiResult<Vec<RuntimeVersion>> {
+        let versions =
+            engine(context)?.rollback_runtime(principal(context)?, &id, version).await.map_err(to_graphql)?;
+        Ok(versions.into_iter().map(Into::into).collect())
+    }
+
     /// Steers an execution: any action, with the arguments that action needs.
     async fn intervene_execution(&self, context: &Context<'_>, input: InterveneExecutionInput) -> ApiResult<Execution> {
         let command = command(input.clone())?;
@@ -125,10 +150,11 @@ pub fn command(input: InterveneExecutionInput) -> ApiResult<Command> {
         },
         InterventionAction::Retry => Command::Retry,
         InterventionAction::Skip => Command::Skip { output: input.output },
-        InterventionAction::Back => Command::Back,
-        InterventionAction::Jump => {
-            Command::Jump { step: input.step.ok_or_else(|| missing("/step", "JUMP needs the step to go to"))? }
-        }
+        InterventionAction::Back => Command::Back { state: input.state.map(Into::into).unwrap_or_default() },
+        InterventionAction::Jump => Command::Jump {
+            step: input.step.ok_or_else(|| missing("/step", "JUMP needs the step to go to"))?,
+            state: input.state.map(Into::into).unwrap_or_default(),
+        },
         InterventionAction::EditState => Command::EditState {
             patch: input.patch.ok_or_else(|| missing("/patch", "EDIT_STATE needs a merge patch"))?,
         },

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object};
 
 use crate::api::graphql::types::{
     Environment, Execution, ExecutionFilter, Intervention, InterventionFilter, InterventionStatus, Me, Operation,
-    Playbook, Role, Runtime,
+    Playbook, Role, Runtime, RuntimeVersion,
 };
 use crate::api::graphql::{ApiResult, engine, parse_id, principal, to_graphql};
 use crate::engine::{self as core, Error, Resource};
@@ -36,7 +36,13 @@ impl Query {
         Ok(found)
     }
 
-    /// A runtime at a version, or its latest.
+    /// Every version of a runtime, newest first, with the one new executions use.
+    async fn runtime_versions(&self, context: &Context<'_>, id: String) -> ApiResult<Vec<RuntimeVersion>> {
+        let versions = engine(context)?.runtime_versions(principal(context)?, &id).await.map_err(to_graphql)?;
+        Ok(versions.into_iter().map(Into::into).collect())
+    }
+
+    /// A runtime at a version, or the one new executions use.
     async fn runtime(&self, context: &Context<'_>, id: String, version: Option<i32>) -> ApiResult<Runtime> {
         Ok(Runtime(
             engine(context)?

@@ -22,6 +22,7 @@ use crate::engine::records;
 use crate::engine::tx::Tx;
 use crate::engine::types::{
     Action, Execution, ExecutionId, ExecutionStatus, Intervention, InterventionId, InterventionStatus, Principal,
+    StateOnMove,
 };
 use crate::engine::{Inner, advance};
 
@@ -42,11 +43,15 @@ pub enum Command {
     Skip {
         output: Option<Value>,
     },
-    /// Return to the previous checkpoint.
-    Back,
-    /// Go to any step, with the context of the nearest checkpoint before it.
+    /// Return to the previous checkpoint, restoring its state or keeping the current one.
+    Back {
+        state: StateOnMove,
+    },
+    /// Go to any step, with the context of the nearest checkpoint before it, or keeping the
+    /// current one.
     Jump {
         step: String,
+        state: StateOnMove,
     },
     /// Apply an RFC 7396 merge patch to `state`.
     EditState {
@@ -65,7 +70,7 @@ impl Command {
             Command::Respond { .. } => Action::Respond,
             Command::Retry => Action::Retry,
             Command::Skip { .. } => Action::Skip,
-            Command::Back => Action::Back,
+            Command::Back { .. } => Action::Back,
             Command::Jump { .. } => Action::Jump,
             Command::EditState { .. } => Action::EditState,
             Command::Pause => Action::Pause,
@@ -172,8 +177,8 @@ async fn steer(
         }
         Command::Retry => retry::apply(tx, row, &playbook, actor).await?,
         Command::Skip { output } => skip::apply(tx, row, &playbook, output, actor).await?,
-        Command::Back => back::apply(tx, row, &playbook, actor).await?,
-        Command::Jump { step } => jump::apply(tx, row, &playbook, &step, actor).await?,
+        Command::Back { state } => back::apply(tx, row, &playbook, state, actor).await?,
+        Command::Jump { step, state } => jump::apply(tx, row, &playbook, &step, state, actor).await?,
         Command::EditState { patch } => edit_state::apply(tx, row, patch, actor).await?,
         Command::Pause => pause::apply(tx, row, current, actor).await?,
         Command::Resume => resume::apply(tx, row, actor).await?,
@@ -182,23 +187,39 @@ async fn steer(
     Ok(playbook)
 }
 
-/// Moves that restore a checkpoint share this: the context comes back, the position moves,
-/// and the move is recorded as JUMPED with a checkpoint of its own.
+/// Where BACK and JUMP go: a step, the checkpoint whose context they may restore, and what
+/// they do with the current state.
+pub(crate) struct Move {
+    pub target: i32,
+    pub checkpoint: crate::store::entity::checkpoint::Model,
+    pub state: StateOnMove,
+    pub back: bool,
+}
+
+/// Moves to a checkpoint share this: the context comes back (or, with KEEP, stays), the
+/// position moves, and the move is recorded as JUMPED, saying which, with a checkpoint of its
+/// own.
 pub(crate) async fn restore(
     tx: &mut Tx,
     row: &mut crate::engine::tx::Row,
     playbook: &crate::engine::definition::CompiledPlaybook,
-    checkpoint: crate::store::entity::checkpoint::Model,
-    target: i32,
-    back: bool,
+    to: Move,
     actor: &str,
 ) -> Result<()> {
     use crate::engine::progress::{leave_position, position, set_status};
 
+    let Move { target, checkpoint, state, back } = to;
     let from = row.current_step_index;
     leave_position(tx, row, actor).await?;
-    row.steps = checkpoint.steps;
-    row.state = checkpoint.state;
+    let state_discarded = match state {
+        StateOnMove::Restore => {
+            let discarded = row.state != checkpoint.state || row.steps != checkpoint.steps;
+            row.steps = checkpoint.steps;
+            row.state = checkpoint.state;
+            discarded
+        }
+        StateOnMove::Keep => false,
+    };
     row.error = None;
     position(row, target);
     let step = playbook.steps.get(target as usize).map(|step| step.name.clone());
@@ -209,6 +230,8 @@ pub(crate) async fn restore(
         to_index: i64::from(target),
         checkpoint_seq: checkpoint.seq,
         back,
+        state,
+        state_discarded,
     };
     let seq = tx.record(row, actor, step.as_deref(), payload).await?;
     tx.checkpoint(row, seq, step.as_deref()).await?;

@@ -253,8 +253,8 @@ async fn command_for(world: &World, action: Action, execution: &Execution) -> Co
         }
         Action::Retry => Command::Retry,
         Action::Skip => Command::Skip { output: Some(json!({"answer": 41})) },
-        Action::Back => Command::Back,
-        Action::Jump => Command::Jump { step: "one".into() },
+        Action::Back => Command::Back { state: StateOnMove::Restore },
+        Action::Jump => Command::Jump { step: "one".into(), state: StateOnMove::Restore },
         Action::EditState => Command::EditState { patch: json!({"note": "checked"}) },
         Action::Pause => Command::Pause,
         Action::Resume => Command::Resume,
@@ -318,8 +318,12 @@ async fn a_failed_child_refuses_the_moves_that_would_reopen_it() {
     let children = world.engine.executions(&admin(), &filter, 10, None).await.expect("children").items;
     let child = children.first().expect("the child execution");
     assert_eq!(child.status, ExecutionStatus::Failed);
-    for command in [Command::Retry, Command::Skip { output: None }, Command::Back, Command::Jump { step: "one".into() }]
-    {
+    for command in [
+        Command::Retry,
+        Command::Skip { output: None },
+        Command::Back { state: StateOnMove::Restore },
+        Command::Jump { step: "one".into(), state: StateOnMove::Restore },
+    ] {
         world.assert_refused(child.id, command, ErrorCode::Conflict).await;
     }
     world.act(child.id, Command::EditState { patch: json!({"seen": true}) }).await.expect("edited");

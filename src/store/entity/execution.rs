@@ -39,6 +39,9 @@ pub struct Model {
     pub started_by: String,
     pub idempotency_key: Option<String>,
     pub last_seq: i64,
+    /// How many times `next` rules sent the execution to each step, by step name (`null`
+    /// until one first did).
+    pub visits: Option<Json>,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,

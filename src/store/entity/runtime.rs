@@ -1,4 +1,5 @@
-//! A deployed package version. Rows are never updated: a new deployment is a new version.
+//! A deployed package version. A new deployment is a new version; a row changes only when
+//! its version is retired (or brought back by a rollback).
 
 use sea_orm::entity::prelude::*;
 
@@ -17,6 +18,9 @@ pub struct Model {
     pub definition: Json,
     pub deployed_by: String,
     pub deployed_at: DateTimeUtc,
+    /// Retired versions start no new executions.
+    pub retired_at: Option<DateTimeUtc>,
+    pub retired_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,43 @@ use crate::api::schema_fields::{FieldDescriptor, fields_of};
 use crate::engine as core;
 use crate::engine::definition::{CompiledStep, Definition};
 
+/// One version of a runtime, and whether new executions use it.
+#[derive(SimpleObject)]
+pub struct RuntimeVersion {
+    pub runtime_id: String,
+    /// Deployment number: 1, 2, 3…
+    pub version: i32,
+    pub environment: Environment,
+    /// The package's slug and semantic version.
+    pub package: String,
+    pub package_version: String,
+    pub deployed_by: String,
+    pub deployed_at: DateTime<Utc>,
+    /// Set once the version is retired: it starts no new executions (running ones finish on
+    /// it).
+    pub retired_at: Option<DateTime<Utc>>,
+    pub retired_by: Option<String>,
+    /// Whether new executions use this version: the newest that is not retired.
+    pub current: bool,
+}
+
+impl From<core::RuntimeVersion> for RuntimeVersion {
+    fn from(version: core::RuntimeVersion) -> RuntimeVersion {
+        RuntimeVersion {
+            runtime_id: version.runtime_id,
+            version: version.version,
+            environment: version.environment.into(),
+            package: version.package,
+            package_version: version.package_version,
+            deployed_by: version.deployed_by,
+            deployed_at: version.deployed_at,
+            retired_at: version.retired_at,
+            retired_by: version.retired_by,
+            current: version.current,
+        }
+    }
+}
+
 /// A deployed package version in an environment.
 pub struct Runtime(pub std::sync::Arc<Definition>);
 
@@ -126,6 +163,20 @@ pub struct Step {
     pub fields: Vec<FieldDescriptor>,
     pub max_attempts: i32,
     pub ui: Option<Value>,
+    /// Where the step goes once it completes: the first rule whose `when` holds; none holds,
+    /// or none given: the next step in order.
+    pub next: Vec<StepRoute>,
+    /// How many times `next` rules may send one execution to this step.
+    pub max_visits: i32,
+}
+
+/// One of a step's `next` rules.
+#[derive(SimpleObject)]
+pub struct StepRoute {
+    /// The jq condition; absent: always.
+    pub when: Option<String>,
+    /// The step it goes to, or `$end`.
+    pub goto: String,
 }
 
 impl Step {
@@ -141,6 +192,12 @@ impl Step {
             fields: compiled.output_schema.as_ref().map(fields_of).unwrap_or_default(),
             max_attempts: compiled.max_attempts() as i32,
             ui: compiled.ui.clone(),
+            next: step
+                .next
+                .iter()
+                .map(|route| StepRoute { when: route.when.clone(), goto: route.goto.clone() })
+                .collect(),
+            max_visits: i32::try_from(compiled.max_visits).unwrap_or(i32::MAX),
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct InterveneExecutionInput {
     pub action: InterventionAction,
     /// JUMP: the step to go to.
     pub step: Option<String>,
+    /// BACK and JUMP: restore the target checkpoint's state and step outputs (RESTORE, the
+    /// default) or keep the current ones (KEEP). The JUMPED event records which, and whether
+    /// restoring discarded anything.
+    pub state: Option<StateOnMove>,
     /// SKIP: the skipped step's output (optional, validated).
     pub output: Option<Value>,
     /// EDIT_STATE: an RFC 7396 merge patch.

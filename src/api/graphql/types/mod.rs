@@ -57,6 +57,11 @@ api_enum!(
     InterventionStatus => core::InterventionStatus { Pending, Resolved, Cancelled }
 );
 api_enum!(
+    /// What BACK and JUMP do with the execution's state and step outputs: RESTORE the target
+    /// checkpoint's (an EDIT_STATE made since is undone) or KEEP the current ones.
+    StateOnMove => core::StateOnMove { Restore, Keep }
+);
+api_enum!(
     /// What a person may do to an execution that is not finished.
     InterventionAction => core::Action { Respond, Retry, Skip, Back, Jump, EditState, Pause, Resume, Abort }
 );
