@@ -124,6 +124,21 @@ impl EngineConfig {
         }
     }
 
+    /// The database the test suites run on: a fresh schema of `ORGATA_TEST_DATABASE_URL`
+    /// (PostgreSQL, as `.ci/run` sets it) or, without it, a SQLite file in `directory`. One
+    /// place for the rule, so the engine's unit tests and the integration suites agree.
+    #[doc(hidden)]
+    pub fn for_test_database(directory: &std::path::Path) -> EngineConfig {
+        match std::env::var("ORGATA_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let mut config = EngineConfig::new(url);
+                config.database_schema = Some(format!("t_{}", uuid::Uuid::now_v7().simple()));
+                config
+            }
+            _ => EngineConfig::new(crate::store::sqlite_url(&directory.join("orgata.db"))),
+        }
+    }
+
     /// What an evaluation inside a write transaction may spend.
     pub(crate) fn jq_inline(&self) -> crate::jq::Allowance {
         crate::jq::Allowance::sliced(self.jq_budget, self.jq_inline_slice)

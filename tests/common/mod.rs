@@ -48,14 +48,7 @@ impl Harness {
 
     pub async fn start_with(configure: impl FnOnce(&mut EngineConfig)) -> Harness {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let mut config = match std::env::var("ORGATA_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => {
-                let mut config = EngineConfig::new(url);
-                config.database_schema = Some(format!("t_{}", uuid::Uuid::now_v7().simple()));
-                config
-            }
-            _ => EngineConfig::new(orgata::store::sqlite_url(&directory.path().join("orgata.db"))),
-        };
+        let mut config = EngineConfig::for_test_database(directory.path());
         config.pool_size = 8;
         config.workers = 4;
         configure(&mut config);

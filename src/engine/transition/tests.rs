@@ -102,14 +102,7 @@ pub(super) struct World {
 impl World {
     pub(super) async fn start() -> World {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let mut config = match std::env::var("ORGATA_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => {
-                let mut config = EngineConfig::new(url);
-                config.database_schema = Some(format!("t_{}", uuid::Uuid::now_v7().simple()));
-                config
-            }
-            _ => EngineConfig::new(crate::store::sqlite_url(&directory.path().join("orgata.db"))),
-        };
+        let mut config = EngineConfig::for_test_database(directory.path());
         config.pool_size = 4;
         config.workers = 2;
         let engine = Engine::start(config).await.expect("engine starts");
